@@ -1,0 +1,34 @@
+# The two commands a newcomer needs (see README):
+#   make demo    runs the main job on the embedded default
+#   make test    installs and starts what the tests need, then runs every check
+GO ?= go
+FUZZTIME ?= 10s
+
+.PHONY: test check vet fmt-check unit fuzz stack stack-down bench demo
+
+test: stack check
+
+check: vet fmt-check unit fuzz
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+unit:
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+# A short pass of every fuzz target (go test -fuzz takes one target at a time).
+fuzz:
+	@scripts/fuzz.sh $(FUZZTIME)
+
+stack:
+	scripts/stack.sh up
+
+stack-down:
+	scripts/stack.sh down
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
