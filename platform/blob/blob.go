@@ -41,9 +41,16 @@ var ErrInvalidKey = errors.New("invalid blob key")
 // MaxKeyLen is the longest key accepted: S3's limit on object keys (1024 bytes).
 const MaxKeyLen = 1024
 
+// MaxSegmentLen is the longest slash-separated segment accepted. A folder
+// store maps segments to file names (at most 255 bytes on common file
+// systems, and it adds a short suffix), so the limit holds for every store to
+// keep them interchangeable.
+const MaxSegmentLen = 200
+
 // ValidateKey reports whether key is acceptable to every implementation: not
 // empty, at most MaxKeyLen bytes, no leading or trailing slash, no empty, "."
-// or ".." segment, no backslash and no control character. These rules keep a
+// or ".." segment, no segment over MaxSegmentLen bytes, no backslash and no
+// control character. These rules keep a
 // key from escaping a folder store's root and keep S3 and the folder store
 // agreeing on which keys exist.
 func ValidateKey(key string) error {
@@ -64,6 +71,9 @@ func ValidateKey(key string) error {
 			return fmt.Errorf("%w: %q has an empty segment (leading, trailing or double slash)", ErrInvalidKey, key)
 		case ".", "..":
 			return fmt.Errorf("%w: %q has a %q segment", ErrInvalidKey, key, seg)
+		}
+		if len(seg) > MaxSegmentLen {
+			return fmt.Errorf("%w: a segment of %d bytes, max %d", ErrInvalidKey, len(seg), MaxSegmentLen)
 		}
 	}
 	return nil
