@@ -8,6 +8,8 @@ package bus
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -38,7 +40,7 @@ type Message struct {
 	DecodeErr error
 	// ReceiveCount counts deliveries of this message, this one included.
 	ReceiveCount int
-	// FirstReceived is when the message was first delivered, if known.
+	// SentAt is when the message entered the queue, if known.
 	SentAt time.Time
 }
 
@@ -58,6 +60,15 @@ type Queue interface {
 	// DeadLetter moves a message that can never succeed to the queue's DLQ
 	// with reason, and removes it from this queue.
 	DeadLetter(ctx context.Context, m Message, reason string) error
+}
+
+// FailureNacker is implemented by queues that can keep the reason of a failed
+// delivery on the message, so that one redriven to the DLQ after its queue's
+// max receive count still says why it failed. The Worker uses it instead of
+// Nack when the queue has it (SQS cannot carry a reason on its own redrive,
+// so its queue does not implement it).
+type FailureNacker interface {
+	NackFailure(ctx context.Context, receipt string, delay time.Duration, reason string) error
 }
 
 // DeadLetter is a message parked in a queue's DLQ.
@@ -90,6 +101,49 @@ type Middleware func(Handler) Handler
 // schema violation). Wrap it: fmt.Errorf("...: %w", bus.ErrPermanent).
 var ErrPermanent = errors.New("permanent failure")
 
+// ErrStaleReceipt is returned (wrapped) for a receipt that no longer names
+// the current delivery of a message: it was acked, dead-lettered, or
+// delivered again since.
+var ErrStaleReceipt = errors.New("stale or unknown receipt")
+
+// ErrClosed is returned by a bus or queue used after Close.
+var ErrClosed = errors.New("bus closed")
+
 // ErrTooLarge is returned by a Publisher for an event over the bus's size
 // limit that no claim check offloaded.
 var ErrTooLarge = errors.New("event too large")
+
+// PublishFailure is one event of a batch that could not be published.
+type PublishFailure struct {
+	// Index is the event's position in the Publish call.
+	Index int
+	// ID and Source identify the event (CloudEvents uniqueness).
+	ID, Source string
+	Err    error
+}
+
+// PublishError reports the events of a Publish call that failed; the others
+// were published. errors.Is/As see through it to each failure's cause (e.g.
+// ErrTooLarge).
+type PublishError struct {
+	Failures []PublishFailure
+}
+
+// Error names every failed event.
+func (e *PublishError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "publish: %d event(s) failed", len(e.Failures))
+	for _, f := range e.Failures {
+		fmt.Fprintf(&b, "; event %d (source %q id %q): %v", f.Index, f.Source, f.ID, f.Err)
+	}
+	return b.String()
+}
+
+// Unwrap returns each failure's cause.
+func (e *PublishError) Unwrap() []error {
+	errs := make([]error, len(e.Failures))
+	for i, f := range e.Failures {
+		errs[i] = f.Err
+	}
+	return errs
+}
