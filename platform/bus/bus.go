@@ -119,7 +119,7 @@ type PublishFailure struct {
 	Index int
 	// ID and Source identify the event (CloudEvents uniqueness).
 	ID, Source string
-	Err    error
+	Err        error
 }
 
 // PublishError reports the events of a Publish call that failed; the others
