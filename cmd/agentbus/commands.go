@@ -4,5 +4,7 @@ import "github.com/spf13/cobra"
 
 // subcommands lists every top-level command; add one line per command file.
 func subcommands() []*cobra.Command {
-	return []*cobra.Command{}
+	return []*cobra.Command{
+		newPatternCmd(),
+	}
 }
