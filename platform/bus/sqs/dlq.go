@@ -201,9 +201,9 @@ func (q *Queue) release(ctx context.Context, msgs []types.Message) error {
 
 func toDeadLetter(m types.Message) bus.DeadLetter {
 	d := bus.DeadLetter{
-		ID:           aws.ToString(m.MessageId),
-		Body:         []byte(aws.ToString(m.Body)),
-		Reason:       ReasonRedrivePolicy,
+		ID:     aws.ToString(m.MessageId),
+		Body:   []byte(aws.ToString(m.Body)),
+		Reason: ReasonRedrivePolicy,
 		// Not counting the receive that List itself just made.
 		ReceiveCount: max(atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])-1, 0),
 		DeadAt:       millis(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)]),
