@@ -9,35 +9,40 @@ import (
 	"sync"
 )
 
-// index is an immutable matching structure over a set of rules. Values are
-// looked up per path (hash maps for exact values, maps per distinct length
-// for prefixes and suffixes, a segment tree for numeric ranges, maps per
-// prefix length for CIDR), so the work per event depends on the event and
-// on how many rules match, not on how many rules exist. Only operators that
-// match almost everything (anything-but, exists) and wildcards without a
-// literal start or end are tested one by one.
+// index is an immutable matching structure over a set of rules.
+//
+// Every conjunction (a rule branch after $or expansion) picks one "anchor"
+// field, the most selective one (exact values first, numeric ranges last),
+// and only anchor values are indexed: per path, hash maps for exact values,
+// maps per distinct length for prefixes and suffixes, a segment tree for
+// numeric ranges, maps per prefix length for CIDR. An event's leaves probe
+// those structures, so the work depends on the event and on how many anchors
+// hit, not on how many rules exist. The other fields of a conjunction are
+// checked only when its anchor hit (like event-ruler's automaton, which only
+// reaches a rule's later fields through its earlier ones). Conjunctions made
+// only of operators that match nearly everything (anything-but, exists) have
+// no anchor and are checked for every event; they match most events anyway.
 type index struct {
-	paths map[string]pathEntry
-	pidx  []pathIdx
+	root *tnode
+	pidx []pathIdx
 
 	// per field id
-	fieldConj []int32
-	fieldPid  []int32
-	fieldReq  []bool // must be hit (no {"exists": false} alternative)
+	fieldConj   []int32
+	fieldPid    []int32
+	fieldOps    [][]*op
+	fieldAbsent []bool // has an {"exists": false} alternative
 
 	conjs  []conjInfo
-	always []int32 // conjunctions with no required field
+	always []int32 // conjunctions without an anchor
 	names  []string
 
 	pool sync.Pool
 }
 
 type conjInfo struct {
-	rule     int32
-	required int32
-	fields   []int32 // all field ids
-	absent   []int32 // field ids with an {"exists": false} alternative
-	multi    bool    // more than one field: array consistency may matter
+	rule   int32
+	anchor int32   // field id, or -1
+	fields []int32 // all field ids
 }
 
 type pathIdx struct {
@@ -56,8 +61,6 @@ type pathIdx struct {
 	wcPrefix     []lenGroup // ids are positions in wcOps
 	wcSuffix     []lenGroup
 	wcScan       []int32 // wcOps positions with no literal start or end
-	scan         []scanOp
-	exists       []int32
 	needLower    bool
 }
 
@@ -92,53 +95,85 @@ func litSlot(k byte) int {
 	return 2
 }
 
+// anchorCost ranks how selective a field is as an index entry point; -1
+// means it cannot be one (it matches nearly every value).
+func anchorCost(f *field) int {
+	if f.absentOK || len(f.ops) == 0 {
+		return -1
+	}
+	worst := 0
+	for _, o := range f.ops {
+		c := 0
+		switch o.kind {
+		case opExactStr, opExactNum, opExactLit:
+			c = 0
+		case opEqualsIC:
+			c = 1
+		case opPrefix, opSuffix, opPrefixIC, opSuffixIC:
+			c = 2
+		case opWildcard:
+			c = 3
+			if o.wc.literalPrefix() == "" && o.wc.literalSuffix() == "" {
+				c = 6
+			}
+		case opCIDR:
+			c = 4
+		case opNumeric:
+			c = 5
+		default:
+			return -1
+		}
+		worst = max(worst, c)
+	}
+	return worst
+}
+
 // buildIndex indexes rules (sorted by name by the caller when it matters).
 func buildIndex(rules []ruleEntry) *index {
-	ix := &index{paths: map[string]pathEntry{}}
+	ix := &index{root: &tnode{}}
 	type numRange struct {
 		fid int32
 		op  *op
 	}
 	numRanges := map[int32][]numRange{}
 	pidOf := func(path string) int32 {
-		e, ok := ix.paths[path]
-		if ok && e.leaf {
-			return e.pid
+		n := ix.root
+		for _, comp := range strings.Split(path, ".") {
+			n = n.child(comp)
 		}
-		e.leaf = true
-		e.pid = int32(len(ix.pidx))
-		ix.pidx = append(ix.pidx, pathIdx{})
-		ix.paths[path] = e
-		// mark every dotted prefix as interior
-		for i := 0; i < len(path); i++ {
-			if path[i] == '.' {
-				pre := path[:i]
-				pe := ix.paths[pre]
-				pe.interior = true
-				ix.paths[pre] = pe
-			}
+		if !n.leaf {
+			n.leaf = true
+			n.pid = int32(len(ix.pidx))
+			ix.pidx = append(ix.pidx, pathIdx{})
 		}
-		return e.pid
+		return n.pid
 	}
 	for ri, r := range rules {
 		ix.names = append(ix.names, r.name)
 		for _, c := range r.p.conjs {
 			cid := int32(len(ix.conjs))
-			ci := conjInfo{rule: int32(ri), multi: len(c.fields) > 1}
-			for _, f := range c.fields {
+			ci := conjInfo{rule: int32(ri), anchor: -1}
+			best := -1
+			for i := range c.fields {
+				f := &c.fields[i]
 				fid := int32(len(ix.fieldConj))
 				pid := pidOf(f.path)
 				ix.fieldConj = append(ix.fieldConj, cid)
 				ix.fieldPid = append(ix.fieldPid, pid)
-				ix.fieldReq = append(ix.fieldReq, !f.absentOK)
+				ix.fieldOps = append(ix.fieldOps, f.ops)
+				ix.fieldAbsent = append(ix.fieldAbsent, f.absentOK)
 				ci.fields = append(ci.fields, fid)
-				if f.absentOK {
-					ci.absent = append(ci.absent, fid)
-				} else {
-					ci.required++
+				if cost := anchorCost(f); cost >= 0 && (best < 0 || cost < best) {
+					best, ci.anchor = cost, fid
 				}
+			}
+			if ci.anchor < 0 {
+				ix.always = append(ix.always, cid)
+			} else {
+				fid := ci.anchor
+				pid := ix.fieldPid[fid]
 				pi := &ix.pidx[pid]
-				for _, o := range f.ops {
+				for _, o := range ix.fieldOps[fid] {
 					switch o.kind {
 					case opExactStr:
 						pi.exactStr = addMap(pi.exactStr, o.s, fid)
@@ -171,27 +206,9 @@ func buildIndex(rules []ruleEntry) *index {
 					case opCIDR:
 						pi.cidr = addCIDR(pi.cidr, o.prefix, fid)
 					case opWildcard:
-						pos := int32(len(pi.wcOps))
 						pi.wcOps = append(pi.wcOps, scanOp{fid, o})
-						if lp := o.wc.literalPrefix(); lp != "" {
-							pi.wcPrefix = addLen(pi.wcPrefix, lp, pos)
-						} else if ls := o.wc.literalSuffix(); ls != "" {
-							pi.wcSuffix = addLen(pi.wcSuffix, ls, pos)
-						} else {
-							pi.wcScan = append(pi.wcScan, pos)
-						}
-					case opExists:
-						pi.exists = append(pi.exists, fid)
-					default: // the anything-but family
-						if o.kind == opABIC {
-							pi.needLower = true
-						}
-						pi.scan = append(pi.scan, scanOp{fid, o})
 					}
 				}
-			}
-			if ci.required == 0 {
-				ix.always = append(ix.always, cid)
 			}
 			ix.conjs = append(ix.conjs, ci)
 		}
@@ -208,12 +225,38 @@ func buildIndex(rules []ruleEntry) *index {
 		}
 		ix.pidx[pid].numeric = t
 	}
-	nf := len(ix.fieldConj)
+	for i := range ix.pidx {
+		ix.pidx[i].indexWildcards()
+	}
+	ix.root.freeze()
 	nc := len(ix.conjs)
 	np := len(ix.pidx)
 	nr := len(ix.names)
-	ix.pool.New = func() any { return newScratch(nf, nc, np, nr) }
+	ix.pool.New = func() any { return newScratch(nc, np, nr) }
 	return ix
+}
+
+// indexWildcards keys each wildcard by its literal start or its literal
+// end, whichever fewer wildcards at the path share (so a set of ARNs that all
+// start "arn:aws:" is keyed by their distinct ends); wildcards with neither
+// ("*x*") are tested one by one.
+func (pi *pathIdx) indexWildcards() {
+	pre, suf := map[string]int{}, map[string]int{}
+	for _, w := range pi.wcOps {
+		pre[w.op.wc.literalPrefix()]++
+		suf[w.op.wc.literalSuffix()]++
+	}
+	for pos, w := range pi.wcOps {
+		lp, ls := w.op.wc.literalPrefix(), w.op.wc.literalSuffix()
+		switch {
+		case lp != "" && (ls == "" || pre[lp] < suf[ls] || (pre[lp] == suf[ls] && len(lp) >= len(ls))):
+			pi.wcPrefix = addLen(pi.wcPrefix, lp, int32(pos))
+		case ls != "":
+			pi.wcSuffix = addLen(pi.wcSuffix, ls, int32(pos))
+		default:
+			pi.wcScan = append(pi.wcScan, int32(pos))
+		}
+	}
 }
 
 func addMap(m map[string][]int32, k string, id int32) map[string][]int32 {
@@ -248,28 +291,30 @@ func addCIDR(gs []cidrGroup, p netip.Prefix, id int32) []cidrGroup {
 }
 
 // scratch is the per-call working memory of a match, pooled per index.
-// Arrays indexed by field, conjunction, path and rule are "cleared" by
-// bumping epoch.
+// Arrays indexed by conjunction, path and rule are "cleared" by bumping
+// epoch.
 type scratch struct {
 	leaves  []leaf
 	arr     []arrPos
 	stack   []arrPos
-	path    []byte
+	keyBuf  []byte
 	nextArr int32
 
-	epoch     uint32
-	pathSeen  []uint32
-	fieldSeen []uint32
-	fieldHead []int32
-	conjEp    []uint32
-	conjCnt   []int32
-	conjArr   []uint32 // epoch when a hit leaf of the conjunction sat in an array
-	ruleSeen  []uint32
-	touched   []int32
-	hits      []hitRec
-	matched   []int32
-	chosen    []int32
-	hitFields []int32
+	epoch    uint32
+	pathEp   []uint32
+	pathHead []int32 // first leaf at a path (valid when pathEp == epoch)
+	leafNext []int32
+	conjEp   []uint32
+	conjHead []int32 // anchor hits of a conjunction, chained through hits
+	ruleSeen []uint32
+	touched  []int32
+	hits     []hitRec
+	matched  []int32
+
+	// consistency check
+	cand   []int32 // candidate leaves, grouped per field
+	bounds []int32 // per constrained field: end offset in cand
+	chosen []int32
 }
 
 type hitRec struct {
@@ -277,25 +322,21 @@ type hitRec struct {
 	next int32
 }
 
-func newScratch(nf, nc, np, nr int) *scratch {
+func newScratch(nc, np, nr int) *scratch {
 	return &scratch{
-		pathSeen:  make([]uint32, np),
-		fieldSeen: make([]uint32, nf),
-		fieldHead: make([]int32, nf),
-		conjEp:    make([]uint32, nc),
-		conjCnt:   make([]int32, nc),
-		conjArr:   make([]uint32, nc),
-		ruleSeen:  make([]uint32, nr),
+		pathEp:   make([]uint32, np),
+		pathHead: make([]int32, np),
+		conjEp:   make([]uint32, nc),
+		conjHead: make([]int32, nc),
+		ruleSeen: make([]uint32, nr),
 	}
 }
 
 func (sc *scratch) reset() {
 	sc.epoch++
 	if sc.epoch == 0 { // wrapped: clear for real
-		clear(sc.pathSeen)
-		clear(sc.fieldSeen)
+		clear(sc.pathEp)
 		clear(sc.conjEp)
-		clear(sc.conjArr)
 		clear(sc.ruleSeen)
 		sc.epoch = 1
 	}
@@ -313,13 +354,25 @@ func (ix *index) match(event []byte, dst []string) ([]string, error) {
 	sc := ix.pool.Get().(*scratch)
 	defer ix.pool.Put(sc)
 	sc.reset()
-	if err := scanEvent(event, ix.paths, sc); err != nil {
+	if err := scanEvent(event, ix.root, sc); err != nil {
 		return dst, err
 	}
 	ep := sc.epoch
+	if cap(sc.leafNext) < len(sc.leaves) {
+		sc.leafNext = make([]int32, len(sc.leaves), 2*len(sc.leaves))
+	}
+	sc.leafNext = sc.leafNext[:len(sc.leaves)]
+	for li := len(sc.leaves) - 1; li >= 0; li-- {
+		pid := sc.leaves[li].pid
+		if sc.pathEp[pid] != ep {
+			sc.pathEp[pid] = ep
+			sc.pathHead[pid] = -1
+		}
+		sc.leafNext[li] = sc.pathHead[pid]
+		sc.pathHead[pid] = int32(li)
+	}
 	for li := range sc.leaves {
 		l := &sc.leaves[li]
-		sc.pathSeen[l.pid] = ep
 		ix.pidx[l.pid].probe(ix, sc, l, int32(li))
 	}
 	for _, c := range sc.touched {
@@ -338,29 +391,16 @@ func (ix *index) match(event []byte, dst []string) ([]string, error) {
 	return dst, nil
 }
 
-// hit records that leaf li satisfies field fid.
+// hit records that leaf li satisfies the anchor field fid.
 func (sc *scratch) hit(ix *index, fid, li int32) {
-	ep := sc.epoch
 	c := ix.fieldConj[fid]
-	if sc.fieldSeen[fid] != ep {
-		sc.fieldSeen[fid] = ep
-		sc.fieldHead[fid] = -1
-		if sc.conjEp[c] != ep {
-			sc.conjEp[c] = ep
-			sc.conjCnt[c] = 0
-			sc.touched = append(sc.touched, c)
-		}
-		if ix.fieldReq[fid] {
-			sc.conjCnt[c]++
-		}
+	if sc.conjEp[c] != sc.epoch {
+		sc.conjEp[c] = sc.epoch
+		sc.conjHead[c] = -1
+		sc.touched = append(sc.touched, c)
 	}
-	if ix.conjs[c].multi {
-		sc.hits = append(sc.hits, hitRec{leaf: li, next: sc.fieldHead[fid]})
-		sc.fieldHead[fid] = int32(len(sc.hits) - 1)
-		if sc.leaves[li].arrLen > 0 {
-			sc.conjArr[c] = ep
-		}
-	}
+	sc.hits = append(sc.hits, hitRec{leaf: li, next: sc.conjHead[c]})
+	sc.conjHead[c] = int32(len(sc.hits) - 1)
 }
 
 func (sc *scratch) hitAll(ix *index, fids []int32, li int32) {
@@ -369,53 +409,75 @@ func (sc *scratch) hitAll(ix *index, fids []int32, li int32) {
 	}
 }
 
-// finish decides a conjunction whose required fields may all be hit.
+// finish decides a candidate conjunction: every field needs a matching leaf
+// (or, with an {"exists": false} alternative, no leaf at all), and the
+// chosen leaves must be array-consistent.
 func (ix *index) finish(sc *scratch, c int32) {
 	ep := sc.epoch
 	ci := &ix.conjs[c]
 	if sc.ruleSeen[ci.rule] == ep {
 		return
 	}
-	var cnt int32
-	if sc.conjEp[c] == ep {
-		cnt = sc.conjCnt[c]
-	}
-	if cnt < ci.required {
-		return
-	}
-	for _, f := range ci.absent {
-		if sc.fieldSeen[f] != ep && sc.pathSeen[ix.fieldPid[f]] == ep {
-			return // present but no alternative matched
+	sc.cand = sc.cand[:0]
+	sc.bounds = sc.bounds[:0]
+	inArray := false
+	for _, fid := range ci.fields {
+		start := len(sc.cand)
+		if fid == ci.anchor {
+			for h := sc.conjHead[c]; h >= 0; h = sc.hits[h].next {
+				sc.cand = append(sc.cand, sc.hits[h].leaf)
+			}
+		} else {
+			pid := ix.fieldPid[fid]
+			if sc.pathEp[pid] != ep {
+				if ix.fieldAbsent[fid] {
+					continue // absent, as {"exists": false} asks: no constraint
+				}
+				return
+			}
+			ops := ix.fieldOps[fid]
+			for li := sc.pathHead[pid]; li >= 0; li = sc.leafNext[li] {
+				l := &sc.leaves[li]
+				for _, o := range ops {
+					if o.match(l) {
+						sc.cand = append(sc.cand, li)
+						break
+					}
+				}
+			}
 		}
+		if len(sc.cand) == start {
+			return
+		}
+		for _, li := range sc.cand[start:] {
+			if sc.leaves[li].arrLen > 0 {
+				inArray = true
+				break
+			}
+		}
+		sc.bounds = append(sc.bounds, int32(len(sc.cand)))
 	}
-	if ci.multi && sc.conjEp[c] == ep && sc.conjArr[c] == ep && !ix.consistent(sc, ci) {
-		return
+	if inArray && len(sc.bounds) > 1 {
+		sc.chosen = sc.chosen[:0]
+		if !sc.choose(0, 0) {
+			return
+		}
 	}
 	sc.ruleSeen[ci.rule] = ep
 	sc.matched = append(sc.matched, ci.rule)
 }
 
-// consistent reports whether one leaf can be chosen for every hit field so
-// that no two chosen leaves sit in different elements of the same array
-// (event-ruler's "array consistency": fields matched inside an array of
-// objects must come from one element).
-func (ix *index) consistent(sc *scratch, ci *conjInfo) bool {
-	sc.hitFields = sc.hitFields[:0]
-	for _, f := range ci.fields {
-		if sc.fieldSeen[f] == sc.epoch {
-			sc.hitFields = append(sc.hitFields, f)
-		}
-	}
-	sc.chosen = sc.chosen[:0]
-	return ix.choose(sc, 0)
-}
-
-func (ix *index) choose(sc *scratch, k int) bool {
-	if k == len(sc.hitFields) {
+// choose reports whether one candidate leaf can be picked for every field
+// (from field k on, whose candidates start at offset from) so that no two
+// picked leaves sit in different elements of the same array: event-ruler's
+// "array consistency", under which fields matched inside an array of objects
+// must come from one element.
+func (sc *scratch) choose(k int, from int32) bool {
+	if k == len(sc.bounds) {
 		return true
 	}
-	for h := sc.fieldHead[sc.hitFields[k]]; h >= 0; h = sc.hits[h].next {
-		li := sc.hits[h].leaf
+	end := sc.bounds[k]
+	for _, li := range sc.cand[from:end] {
 		ok := true
 		for _, other := range sc.chosen {
 			if !sc.compatible(li, other) {
@@ -427,7 +489,7 @@ func (ix *index) choose(sc *scratch, k int) bool {
 			continue
 		}
 		sc.chosen = append(sc.chosen, li)
-		if ix.choose(sc, k+1) {
+		if sc.choose(k+1, end) {
 			return true
 		}
 		sc.chosen = sc.chosen[:len(sc.chosen)-1]
@@ -451,7 +513,7 @@ func (sc *scratch) compatible(a, b int32) bool {
 	return true
 }
 
-// probe finds every field at this path that the leaf satisfies.
+// probe finds every anchor field at this path that the leaf satisfies.
 func (pi *pathIdx) probe(ix *index, sc *scratch, l *leaf, li int32) {
 	switch l.kind {
 	case 's':
@@ -547,12 +609,6 @@ func (pi *pathIdx) probe(ix *index, sc *scratch, l *leaf, li int32) {
 		}
 	default:
 		sc.hitAll(ix, pi.exactLit[litSlot(l.kind)], li)
-	}
-	sc.hitAll(ix, pi.exists, li)
-	for _, s := range pi.scan {
-		if s.op.match(l) {
-			sc.hit(ix, s.fid, li)
-		}
 	}
 }
 

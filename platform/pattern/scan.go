@@ -12,11 +12,69 @@ import (
 // into the paths some rule names, skips everything else without decoding it,
 // keeps number text exact, and allocates nothing for unescaped strings.
 
-// pathEntry says what the rules need at one dotted path.
-type pathEntry struct {
-	pid      int32 // index into index.pidx when leaf
-	leaf     bool  // some field tests values at this path
-	interior bool  // some field's path continues below this one
+// tnode is one step of the rules' field paths, split at '.'. Splitting
+// both the pattern paths and the event keys at '.' makes {"a.b": ...} and
+// {"a": {"b": ...}} the same field, as in EventBridge.
+type tnode struct {
+	leaf bool  // some field tests values at this path
+	pid  int32 // index into index.pidx when leaf
+	kids []tkid
+	kmap map[string]*tnode // replaces kids when there are many
+}
+
+type tkid struct {
+	key  string
+	node *tnode
+}
+
+func (n *tnode) child(key string) *tnode {
+	for _, k := range n.kids {
+		if k.key == key {
+			return k.node
+		}
+	}
+	c := &tnode{}
+	n.kids = append(n.kids, tkid{key, c})
+	return c
+}
+
+// freeze switches wide nodes to maps once the trie is complete.
+func (n *tnode) freeze() {
+	if len(n.kids) > 8 {
+		n.kmap = make(map[string]*tnode, len(n.kids))
+		for _, k := range n.kids {
+			n.kmap[k.key] = k.node
+		}
+	}
+	for _, k := range n.kids {
+		k.node.freeze()
+	}
+}
+
+func (n *tnode) lookup(key []byte) *tnode {
+	if n.kmap != nil {
+		return n.kmap[string(key)]
+	}
+	for i := range n.kids {
+		if n.kids[i].key == string(key) {
+			return n.kids[i].node
+		}
+	}
+	return nil
+}
+
+// step follows an event key, which may itself contain dots.
+func (n *tnode) step(key []byte) *tnode {
+	for {
+		dot := bytes.IndexByte(key, '.')
+		if dot < 0 {
+			return n.lookup(key)
+		}
+		if n = n.lookup(key[:dot]); n == nil {
+			return nil
+		}
+		key = key[dot+1:]
+	}
 }
 
 // arrPos is one array a leaf sits in: which array (unique per event) and
@@ -31,8 +89,7 @@ type scanner struct {
 	b     []byte
 	i     int
 	sc    *scratch
-	paths map[string]pathEntry
-	path  []byte
+	root  *tnode
 	depth int
 }
 
@@ -42,18 +99,17 @@ func (p *scanner) errf(format string, args ...any) error {
 
 func (p *scanner) ws() {
 	for p.i < len(p.b) {
-		switch p.b[p.i] {
-		case ' ', '\n', '\t', '\r':
-			p.i++
-		default:
+		c := p.b[p.i]
+		if c > ' ' || (c != ' ' && c != '\n' && c != '\t' && c != '\r') {
 			return
 		}
+		p.i++
 	}
 }
 
 // scanEvent fills sc.leaves with the leaf values at the given paths.
-func scanEvent(ev []byte, paths map[string]pathEntry, sc *scratch) error {
-	p := scanner{b: ev, sc: sc, paths: paths, path: sc.path[:0]}
+func scanEvent(ev []byte, root *tnode, sc *scratch) error {
+	p := scanner{b: ev, sc: sc, root: root}
 	p.ws()
 	if p.i >= len(p.b) || p.b[p.i] != '{' {
 		if p.i >= len(p.b) {
@@ -61,18 +117,17 @@ func scanEvent(ev []byte, paths map[string]pathEntry, sc *scratch) error {
 		}
 		return p.errf("the event must be a JSON object")
 	}
-	if err := p.object(); err != nil {
+	if err := p.object(root); err != nil {
 		return err
 	}
 	p.ws()
 	if p.i != len(p.b) {
 		return p.errf("unexpected data after the event object")
 	}
-	sc.path = p.path
 	return nil
 }
 
-func (p *scanner) object() error {
+func (p *scanner) object(n *tnode) error {
 	p.depth++
 	if p.depth > maxNesting {
 		return p.errf("nested too deeply")
@@ -98,22 +153,18 @@ func (p *scanner) object() error {
 		}
 		p.i++
 		p.ws()
-		save := len(p.path)
-		if save > 0 {
-			p.path = append(p.path, '.')
-		}
+		var next *tnode
 		if esc {
-			p.path = appendUnescaped(p.path, key)
+			p.sc.keyBuf = appendUnescaped(p.sc.keyBuf[:0], key)
+			next = n.step(p.sc.keyBuf)
 		} else {
-			p.path = append(p.path, key...)
+			next = n.step(key)
 		}
-		e, ok := p.paths[string(p.path)]
-		if ok {
-			err = p.value(e)
+		if next != nil {
+			err = p.value(next)
 		} else {
 			err = p.skip()
 		}
-		p.path = p.path[:save]
 		if err != nil {
 			return err
 		}
@@ -136,14 +187,14 @@ func (p *scanner) object() error {
 }
 
 // value handles a value at a path the rules name.
-func (p *scanner) value(e pathEntry) error {
+func (p *scanner) value(e *tnode) error {
 	if p.i >= len(p.b) {
 		return p.errf("unexpected end of input")
 	}
 	switch c := p.b[p.i]; {
 	case c == '{':
-		if e.interior {
-			return p.object()
+		if len(e.kids) > 0 {
+			return p.object(e)
 		}
 		return p.skip()
 	case c == '[':
@@ -181,7 +232,7 @@ func (p *scanner) value(e pathEntry) error {
 	}
 }
 
-func (p *scanner) leaf(e pathEntry, kind byte, val []byte) {
+func (p *scanner) leaf(e *tnode, kind byte, val []byte) {
 	sc := p.sc
 	l := leaf{pid: e.pid, kind: kind, val: val}
 	if n := len(sc.stack); n > 0 {
@@ -192,7 +243,7 @@ func (p *scanner) leaf(e pathEntry, kind byte, val []byte) {
 	sc.leaves = append(sc.leaves, l)
 }
 
-func (p *scanner) array(e pathEntry) error {
+func (p *scanner) array(e *tnode) error {
 	p.depth++
 	if p.depth > maxNesting {
 		return p.errf("nested too deeply")
@@ -328,40 +379,62 @@ func (p *scanner) skip() error {
 // str passes over a string starting at '"' and returns its raw content and
 // whether it holds escapes. Escapes are validated here.
 func (p *scanner) str() ([]byte, bool, error) {
-	p.i++ // opening quote
-	start := p.i
+	b := p.b
+	start := p.i + 1
+	j := start
 	esc := false
 	for {
-		rest := p.b[p.i:]
-		q := bytes.IndexByte(rest, '"')
-		if q < 0 {
-			return nil, false, p.errf("unterminated string")
+		// Short strings (most keys and values) are fastest byte by byte;
+		// long ones go to the vectorized IndexByte.
+		lim := min(j+32, len(b))
+		for j < lim && b[j] != '"' && b[j] != '\\' {
+			j++
 		}
-		bs := bytes.IndexByte(rest[:q], '\\')
-		if bs < 0 {
-			p.i += q + 1
-			return p.b[start : p.i-1], esc, nil
+		if j == lim {
+			if lim == len(b) {
+				p.i = j
+				return nil, false, p.errf("unterminated string")
+			}
+			q := bytes.IndexByte(b[j:], '"')
+			if q < 0 {
+				p.i = len(b)
+				return nil, false, p.errf("unterminated string")
+			}
+			if bs := bytes.IndexByte(b[j:j+q], '\\'); bs >= 0 {
+				j += bs
+			} else {
+				j += q
+			}
 		}
+		if b[j] == '"' {
+			p.i = j + 1
+			return b[start:j], esc, nil
+		}
+		// a backslash escape
 		esc = true
-		p.i += bs + 1
-		if p.i >= len(p.b) {
+		j++
+		if j >= len(b) {
+			p.i = j
 			return nil, false, p.errf("unterminated string")
 		}
-		switch p.b[p.i] {
+		switch b[j] {
 		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			p.i++
+			j++
 		case 'u':
-			if p.i+5 > len(p.b) {
+			if j+5 > len(b) {
+				p.i = j
 				return nil, false, p.errf("bad \\u escape")
 			}
-			for _, h := range p.b[p.i+1 : p.i+5] {
+			for _, h := range b[j+1 : j+5] {
 				if hexVal(h) < 0 {
+					p.i = j
 					return nil, false, p.errf("bad \\u escape")
 				}
 			}
-			p.i += 5
+			j += 5
 		default:
-			return nil, false, p.errf("bad escape \\%c", p.b[p.i])
+			p.i = j
+			return nil, false, p.errf("bad escape \\%c", b[j])
 		}
 	}
 }
