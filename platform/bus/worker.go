@@ -189,6 +189,9 @@ func (w *Worker) handle(hctx, sctx context.Context, m Message, ack *acker) {
 		w.deadLetter(sctx, m, err.Error())
 	default:
 		d := backoff(m.ReceiveCount, cfg.MinBackoff, cfg.MaxBackoff)
+		if ra, ok := retryDelay(err); ok {
+			d = ra
+		}
 		if fn, ok := w.q.(FailureNacker); ok {
 			w.settle(sctx, "nack", func() error { return fn.NackFailure(sctx, m.Receipt, d, err.Error()) })
 		} else {
