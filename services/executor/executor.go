@@ -257,4 +257,3 @@ func (x *Executor) outbox(sid string, cause event.Event, data events.Payload, pa
 	}
 	return state.OutboxEvent{ID: ev.Source() + " " + ev.ID(), Payload: b}, nil
 }
-
