@@ -224,8 +224,12 @@ var (
 )
 
 // Retryable reports whether err is of a retryable kind (ErrThrottled or
-// ErrTransient).
+// ErrTransient) and not the end of the caller's ctx (a retry loop cut short
+// by cancellation returns both; it must not be retried).
 func Retryable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
 	return errors.Is(err, ErrThrottled) || errors.Is(err, ErrTransient)
 }
 

@@ -132,8 +132,10 @@ func (m *Model) call(ctx context.Context, in *bedrockruntime.ConverseInput) (mod
 			return model.Response{}, fmt.Errorf("%s: %w", op, ctx.Err())
 		}
 		if callCtx.Err() != nil {
+			// %v, not %w: the caller must not mistake this for its own
+			// deadline (errors.Is(err, context.DeadlineExceeded)).
 			return model.Response{}, &model.Error{Kind: model.ErrTransient, Op: op, Attempts: 1,
-				Err: fmt.Errorf("call timed out after %v: %w", m.callTimeout, err)}
+				Err: fmt.Errorf("call timed out after %v: %v", m.callTimeout, err)}
 		}
 		return model.Response{}, &model.Error{Kind: classify(err), Op: op, Attempts: 1, Err: err}
 	}
