@@ -28,7 +28,7 @@ const Name = "http_get"
 
 // Defaults for a zero Config.
 const (
-	DefaultMaxBytes     = 1 << 20
+	DefaultMaxBytes     = 128 << 10
 	DefaultTimeout      = 10 * time.Second
 	DefaultMaxRedirects = 5
 )
