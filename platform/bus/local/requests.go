@@ -40,7 +40,7 @@ func parseReceipt(s string) (receipt, error) {
 // errReq answers with an error on a buffered channel.
 type errReq struct{ ch chan error }
 
-func newErrReq() errReq       { return errReq{ch: make(chan error, 1)} }
+func newErrReq() errReq         { return errReq{ch: make(chan error, 1)} }
 func (r errReq) done(err error) { r.ch <- err }
 
 type pubEntry struct {
