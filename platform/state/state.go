@@ -127,7 +127,7 @@ type Sessions interface {
 	// session fails with ErrNotFound.
 	UpdateSession(ctx context.Context, s Session, out ...OutboxEvent) (Session, error)
 	// ListSessions returns up to limit sessions, newest created first (ties
-	// by id), starting at cursor ("" for the first page).
+	// by id, descending), starting at cursor ("" for the first page).
 	ListSessions(ctx context.Context, cursor string, limit int) (SessionPage, error)
 	// DeleteSession removes the session record and everything the store
 	// keeps under it: history, claims, fan-in rows. It is idempotent (a
