@@ -11,8 +11,8 @@
 // limit), retries throttling, 5xx and transport errors, and, when PutEvents
 // reports FailedEntryCount > 0 with a nil error, retries only the failed
 // entries, with exponential backoff and full jitter, a bounded number of
-// times. What finally fails is returned as a *PublishError naming each event
-// and its reason. An event over the size limit is rejected with
-// bus.ErrTooLarge before anything is sent; the claim-check wrapper that
-// offloads large payloads to a blob store sits in front of this publisher.
+// times. What finally fails is returned as a *bus.PublishError naming each
+// event and its cause. An event over the size limit fails alone with
+// bus.ErrTooLarge and is never sent; the claim-check wrapper that offloads
+// large payloads to a blob store sits in front of this publisher.
 package eventbridge

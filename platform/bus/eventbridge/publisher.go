@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -147,42 +147,45 @@ func (p *Publisher) BusName() string { return p.busName }
 type item struct {
 	entry types.PutEventsRequestEntry
 	size  int
+	index int
 	id    string
 	src   string
-	typ   string
 }
 
-// Publish puts events on the bus. Invalid or oversize events fail the whole
-// call before anything is sent (oversize wraps bus.ErrTooLarge). Otherwise the
-// events are sent in batches; a *PublishError names those that were not
-// published after retries.
+// Publish puts events on the bus in batches. An invalid or oversize event
+// (the latter wrapping bus.ErrTooLarge) fails alone and is never sent; the
+// others are published. A *bus.PublishError names every event that was not
+// published, after retries, with its cause (an *EntryError for an entry
+// EventBridge rejected).
 func (p *Publisher) Publish(ctx context.Context, evs ...event.Event) error {
 	items := make([]item, 0, len(evs))
-	for _, ev := range evs {
-		it, err := p.toItem(ev)
+	var failed []bus.PublishFailure
+	for i, ev := range evs {
+		it, err := p.toItem(i, ev)
 		if err != nil {
-			return err
+			failed = append(failed, bus.PublishFailure{Index: i, ID: ev.ID(), Source: ev.Source(), Err: err})
+			continue
 		}
 		items = append(items, it)
 	}
-	var failed []FailedEvent
 	for _, batch := range p.batches(items) {
 		if err := ctx.Err(); err != nil {
-			failed = append(failed, failAll(batch, "", err)...)
+			failed = append(failed, failAll(batch, err)...)
 			continue
 		}
 		failed = append(failed, p.send(ctx, batch)...)
 	}
 	if len(failed) > 0 {
-		return &PublishError{Failed: failed}
+		slices.SortFunc(failed, func(a, b bus.PublishFailure) int { return a.Index - b.Index })
+		return &bus.PublishError{Failures: failed}
 	}
 	return nil
 }
 
-func (p *Publisher) toItem(ev event.Event) (item, error) {
+func (p *Publisher) toItem(index int, ev event.Event) (item, error) {
 	env, err := events.ToEnvelope(ev)
 	if err != nil {
-		return item{}, fmt.Errorf("eventbridge: publish: %w", err)
+		return item{}, fmt.Errorf("eventbridge: %w", err)
 	}
 	entry := types.PutEventsRequestEntry{
 		EventBusName: aws.String(p.busName),
@@ -192,10 +195,10 @@ func (p *Publisher) toItem(ev event.Event) (item, error) {
 	}
 	size := EntrySize(entry)
 	if size > p.maxRequestBytes {
-		return item{}, fmt.Errorf("eventbridge: event %s (source %s, type %s) is %d bytes, over the %d-byte limit: %w",
-			ev.ID(), ev.Source(), ev.Type(), size, p.maxRequestBytes, bus.ErrTooLarge)
+		return item{}, fmt.Errorf("eventbridge: event of type %s is %d bytes, over the %d-byte limit: %w",
+			ev.Type(), size, p.maxRequestBytes, bus.ErrTooLarge)
 	}
-	return item{entry: entry, size: size, id: ev.ID(), src: ev.Source(), typ: ev.Type()}, nil
+	return item{entry: entry, size: size, index: index, id: ev.ID(), src: ev.Source()}, nil
 }
 
 // EntrySize computes the size EventBridge charges an entry against the
@@ -235,8 +238,8 @@ func (p *Publisher) batches(items []item) [][]item {
 
 // send puts one batch, retrying what may succeed later, and returns what
 // finally failed.
-func (p *Publisher) send(ctx context.Context, pending []item) []FailedEvent {
-	var failed []FailedEvent
+func (p *Publisher) send(ctx context.Context, pending []item) []bus.PublishFailure {
+	var failed []bus.PublishFailure
 	for attempt := 1; ; attempt++ {
 		entries := make([]types.PutEventsRequestEntry, len(pending))
 		for i, it := range pending {
@@ -245,22 +248,22 @@ func (p *Publisher) send(ctx context.Context, pending []item) []FailedEvent {
 		out, err := p.api.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: entries})
 		switch {
 		case err != nil && ctx.Err() != nil:
-			return append(failed, failAll(pending, "", fmt.Errorf("%w (%v)", ctx.Err(), err))...)
+			return append(failed, failAll(pending, fmt.Errorf("%w (%v)", ctx.Err(), err))...)
 		case err != nil:
 			if !p.retryable(err) || attempt >= p.maxAttempts {
-				return append(failed, failAll(pending, "", err)...)
+				return append(failed, failAll(pending, fmt.Errorf("eventbridge: PutEvents (attempt %d): %w", attempt, err))...)
 			}
 			p.log.WarnContext(ctx, "eventbridge: PutEvents failed, retrying", "bus", p.busName,
 				"entries", len(pending), "attempt", attempt, "err", err)
 		case out == nil:
-			return append(failed, failAll(pending, "", errors.New("PutEvents returned no output"))...)
+			return append(failed, failAll(pending, errors.New("eventbridge: PutEvents returned no output"))...)
 		case out.FailedEntryCount == 0 && !anyFailed(out.Entries):
 			return failed
 		case len(out.Entries) != len(pending):
 			// Without one result per entry we cannot tell which failed; resend
 			// all (at-least-once: consumers dedupe by source+id).
 			if attempt >= p.maxAttempts {
-				return append(failed, failAll(pending, "", fmt.Errorf("PutEvents reported %d failed entries but returned %d results for %d entries",
+				return append(failed, failAll(pending, fmt.Errorf("eventbridge: PutEvents reported %d failed entries but returned %d results for %d entries",
 					out.FailedEntryCount, len(out.Entries), len(pending)))...)
 			}
 			p.log.WarnContext(ctx, "eventbridge: PutEvents result count mismatch, resending batch", "bus", p.busName,
@@ -273,7 +276,7 @@ func (p *Publisher) send(ctx context.Context, pending []item) []FailedEvent {
 				}
 				code, msg := aws.ToString(r.ErrorCode), aws.ToString(r.ErrorMessage)
 				if !retryableEntryCode(code) || attempt >= p.maxAttempts {
-					failed = append(failed, FailedEvent{ID: pending[i].id, Source: pending[i].src, Type: pending[i].typ, Code: code, Message: msg, Attempts: attempt})
+					failed = append(failed, pending[i].failure(&EntryError{Code: code, Message: msg, Attempts: attempt}))
 					continue
 				}
 				again = append(again, pending[i])
@@ -286,7 +289,7 @@ func (p *Publisher) send(ctx context.Context, pending []item) []FailedEvent {
 			pending = again
 		}
 		if err := p.sleep(ctx, p.backoff(attempt)); err != nil {
-			return append(failed, failAll(pending, "", err)...)
+			return append(failed, failAll(pending, err)...)
 		}
 	}
 }
@@ -332,65 +335,25 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func failAll(items []item, code string, err error) []FailedEvent {
-	out := make([]FailedEvent, len(items))
+func failAll(items []item, err error) []bus.PublishFailure {
+	out := make([]bus.PublishFailure, len(items))
 	for i, it := range items {
-		out[i] = FailedEvent{ID: it.id, Source: it.src, Type: it.typ, Code: code, Err: err}
+		out[i] = it.failure(err)
 	}
 	return out
 }
 
-// FailedEvent is one event a Publish call could not put on the bus.
-type FailedEvent struct {
-	// ID, Source and Type identify the CloudEvent.
-	ID, Source, Type string
-	// Code and Message are EventBridge's per-entry ErrorCode and ErrorMessage
-	// when the entry itself was rejected.
+func (it item) failure(err error) bus.PublishFailure {
+	return bus.PublishFailure{Index: it.index, ID: it.id, Source: it.src, Err: err}
+}
+
+// EntryError is EventBridge's rejection of one PutEvents entry (its
+// ErrorCode and ErrorMessage), after Attempts sends.
+type EntryError struct {
 	Code, Message string
-	// Err is the call error (transport, throttling after retries, context)
-	// when the whole request failed.
-	Err error
-	// Attempts is how many times the entry was sent, when known.
-	Attempts int
+	Attempts      int
 }
 
-func (f FailedEvent) reason() string {
-	switch {
-	case f.Err != nil:
-		return f.Err.Error()
-	case f.Message != "":
-		return f.Code + ": " + f.Message
-	default:
-		return f.Code
-	}
-}
-
-// PublishError names the events of a Publish call that were not published
-// and why. The other events of the call were published.
-type PublishError struct {
-	Failed []FailedEvent
-}
-
-func (e *PublishError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "eventbridge: %d event(s) not published:", len(e.Failed))
-	for i, f := range e.Failed {
-		if i == 5 {
-			fmt.Fprintf(&b, " … and %d more", len(e.Failed)-i)
-			break
-		}
-		fmt.Fprintf(&b, " [%s %s/%s: %s]", f.Type, f.Source, f.ID, f.reason())
-	}
-	return b.String()
-}
-
-// Unwrap exposes the call errors, so errors.Is(err, context.Canceled) works.
-func (e *PublishError) Unwrap() []error {
-	var errs []error
-	for _, f := range e.Failed {
-		if f.Err != nil {
-			errs = append(errs, f.Err)
-		}
-	}
-	return errs
+func (e *EntryError) Error() string {
+	return fmt.Sprintf("eventbridge: entry rejected after %d attempt(s): %s: %s", e.Attempts, e.Code, e.Message)
 }

@@ -161,41 +161,38 @@ func TestPublishBatching(t *testing.T) {
 
 func mustEntry(t testing.TB, ev event.Event) types.PutEventsRequestEntry {
 	p := NewFromClient(nil, "b")
-	it, err := p.toItem(ev)
+	it, err := p.toItem(0, ev)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return it.entry
 }
 
-func TestPublishRejectsBeforeSending(t *testing.T) {
+func TestPublishRejectsAloneWithoutSending(t *testing.T) {
 	t.Parallel()
 	invalid := event.New() // no id, source, type
 	tests := []struct {
-		name    string
-		evs     []event.Event
-		wantIs  error
-		wantMsg string
+		name   string
+		evs    []event.Event
+		wantIs error
 	}{
-		{"oversize", []event.Event{testEvent(t, "small", 10), testEvent(t, "big", 300*1024)}, bus.ErrTooLarge, "big"},
-		{"invalid event", []event.Event{testEvent(t, "fine", 10), invalid}, nil, "publish"},
+		{"oversize", []event.Event{testEvent(t, "small", 10), testEvent(t, "big", 300*1024)}, bus.ErrTooLarge},
+		{"invalid event", []event.Event{testEvent(t, "small", 10), invalid}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			api := &fakeAPI{respond: func(_ int, e []types.PutEventsRequestEntry) (*eventbridge.PutEventsOutput, error) { return ok(e), nil }}
 			err := newTestPublisher(api).Publish(context.Background(), tc.evs...)
-			if err == nil {
-				t.Fatal("want an error")
+			var pe *bus.PublishError
+			if !errors.As(err, &pe) || len(pe.Failures) != 1 || pe.Failures[0].Index != 1 {
+				t.Fatalf("err = %v, want a PublishError naming only index 1", err)
 			}
 			if tc.wantIs != nil && !errors.Is(err, tc.wantIs) {
 				t.Errorf("err = %v, want Is %v", err, tc.wantIs)
 			}
-			if !strings.Contains(err.Error(), tc.wantMsg) {
-				t.Errorf("err = %v, want it to name %q", err, tc.wantMsg)
-			}
-			if len(api.calls) != 0 {
-				t.Errorf("sent %d calls, want none", len(api.calls))
+			if len(api.calls) != 1 || len(api.calls[0]) != 1 || ceID(t, api.calls[0][0]) != "small" {
+				t.Errorf("calls = %v, want only the valid event sent", api.calls)
 			}
 		})
 	}
@@ -269,18 +266,19 @@ func TestPublishPartialFailureFinal(t *testing.T) {
 				return failEntries(t, e, tc.codes), nil
 			}}
 			err := newTestPublisher(api, WithRetry(4, 0, 0)).Publish(context.Background(), testEvents(t, 5, 10)...)
-			var pe *PublishError
+			var pe *bus.PublishError
 			if !errors.As(err, &pe) {
-				t.Fatalf("err = %v, want *PublishError", err)
+				t.Fatalf("err = %v, want *bus.PublishError", err)
 			}
 			var ids []string
-			for _, f := range pe.Failed {
+			for _, f := range pe.Failures {
 				ids = append(ids, f.ID)
-				if f.Code != tc.codes[f.ID] || f.Message == "" {
-					t.Errorf("failure %+v: want code %s and a message", f, tc.codes[f.ID])
+				var ee *EntryError
+				if !errors.As(f.Err, &ee) || ee.Code != tc.codes[f.ID] || ee.Message == "" {
+					t.Errorf("failure %+v: want an EntryError with code %s and a message", f, tc.codes[f.ID])
 				}
-				if !strings.Contains(err.Error(), f.ID) || !strings.Contains(err.Error(), f.Code) {
-					t.Errorf("error text %q does not name %s and %s", err, f.ID, f.Code)
+				if !strings.Contains(err.Error(), f.ID) || !strings.Contains(err.Error(), tc.codes[f.ID]) {
+					t.Errorf("error text %q does not name %s and %s", err, f.ID, tc.codes[f.ID])
 				}
 			}
 			if fmt.Sprint(ids) != fmt.Sprint(tc.wantIDs) {
@@ -328,8 +326,8 @@ func TestPublishCallErrors(t *testing.T) {
 				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
 			}
 			if err != nil {
-				var pe *PublishError
-				if !errors.As(err, &pe) || len(pe.Failed) != 3 {
+				var pe *bus.PublishError
+				if !errors.As(err, &pe) || len(pe.Failures) != 3 {
 					t.Fatalf("err = %v, want a PublishError naming all 3 events", err)
 				}
 			}
@@ -385,8 +383,8 @@ func TestPublishContextCancelled(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v, want context.Canceled", err)
 		}
-		var pe *PublishError
-		if !errors.As(err, &pe) || len(pe.Failed) != 1 || pe.Failed[0].ID != "e01" {
+		var pe *bus.PublishError
+		if !errors.As(err, &pe) || len(pe.Failures) != 1 || pe.Failures[0].ID != "e01" || pe.Failures[0].Index != 1 {
 			t.Errorf("err = %v, want only e01 failed", err)
 		}
 		if time.Since(start) > 10*time.Second {

@@ -70,7 +70,7 @@ func DLQName(name string) string { return name + "-dlq" }
 // Attributes are set on every run, so running it again converges on spec;
 // the queue policy is EnsureSendPolicy's.
 func EnsureQueue(ctx context.Context, api ProvisionAPI, spec QueueSpec) (Info, error) {
-	if !nameRE.MatchString(DLQName(spec.Name)) {
+	if !nameRE.MatchString(spec.Name) || !nameRE.MatchString(DLQName(spec.Name)) {
 		return Info{}, fmt.Errorf("sqs: queue name %q: want 1-76 characters of A-Z a-z 0-9 _ - (its DLQ adds -dlq)", spec.Name)
 	}
 	if spec.MaxReceiveCount < 1 || spec.MaxReceiveCount > 1000 {

@@ -246,7 +246,7 @@ func (q *Queue) changeVisibility(ctx context.Context, op, receipt string, d time
 // redelivered here and, being permanently broken, dead-lettered again.
 func (q *Queue) DeadLetter(ctx context.Context, m bus.Message, reason string) error {
 	if q.info.DLQURL == "" {
-		return fmt.Errorf("sqs: dead-letter on %s: queue has no DLQ configured", q.info.Name)
+		return fmt.Errorf("sqs: dead-letter %s on %s: %w", m.ID, q.info.Name, errNoDLQ)
 	}
 	body := string(m.Body)
 	if body == "" {
