@@ -2,7 +2,9 @@ package pattern
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -384,9 +386,19 @@ func (p *scanner) str() ([]byte, bool, error) {
 	j := start
 	esc := false
 	for {
-		// Short strings (most keys and values) are fastest byte by byte;
-		// long ones go to the vectorized IndexByte.
-		lim := min(j+32, len(b))
+		// Short strings (most keys and values) are scanned 8 bytes at a
+		// time (SWAR); long ones go to the vectorized IndexByte.
+		lim := min(j+64, len(b))
+		for j+8 <= lim {
+			x := binary.LittleEndian.Uint64(b[j:])
+			q := x ^ (swarLSB * '"')
+			e := x ^ (swarLSB * '\\')
+			if m := ((q - swarLSB) &^ q) | ((e - swarLSB) &^ e); m&swarMSB != 0 {
+				j += bits.TrailingZeros64(m&swarMSB) / 8
+				goto found
+			}
+			j += 8
+		}
 		for j < lim && b[j] != '"' && b[j] != '\\' {
 			j++
 		}
@@ -406,6 +418,7 @@ func (p *scanner) str() ([]byte, bool, error) {
 				j += q
 			}
 		}
+	found:
 		if b[j] == '"' {
 			p.i = j + 1
 			return b[start:j], esc, nil
@@ -438,6 +451,11 @@ func (p *scanner) str() ([]byte, bool, error) {
 		}
 	}
 }
+
+const (
+	swarLSB = 0x0101010101010101
+	swarMSB = 0x8080808080808080
+)
 
 func hexVal(c byte) int {
 	switch {
