@@ -352,8 +352,14 @@ func TestCallTimeout(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("took %v", d)
 	}
-	if n := len(f.requests()); n != 3 {
-		t.Fatalf("%d requests, want 3 attempts", n)
+	// Count attempts on the error: under load an attempt can time out before
+	// the server has read its request.
+	var me *model.Error
+	if !errors.As(err, &me) || me.Attempts != 3 {
+		t.Fatalf("err %v: want 3 attempts", err)
+	}
+	if n := len(f.requests()); n > 3 {
+		t.Fatalf("%d requests, want at most 3", n)
 	}
 }
 

@@ -75,15 +75,16 @@ func TestDefaultScriptDemo(t *testing.T) {
 		string(r1.ToolUses[0].Input) != `{"expression":"12*(3+4)"}` {
 		t.Fatalf("turn 1 = %+v", r1)
 	}
-	c.answer(r1, map[string]string{"calculator": `84`})
+	// Results shaped like the built-in tools' outputs (tools/builtin).
+	c.answer(r1, map[string]string{"calculator": `{"expression":"12*(3+4)","result":84}`})
 	r2 := c.next()
-	if len(r2.ToolUses) != 1 || r2.ToolUses[0].Name != "clock" || string(r2.ToolUses[0].Input) != `{"timezone":"Asia/Tokyo"}` {
+	if len(r2.ToolUses) != 1 || r2.ToolUses[0].Name != "clock" || string(r2.ToolUses[0].Input) != `{"to":"Asia/Tokyo"}` {
 		t.Fatalf("turn 2 = %+v", r2)
 	}
 	if r2.ToolUses[0].ID == r1.ToolUses[0].ID {
 		t.Fatalf("tool use ids repeat: %q", r1.ToolUses[0].ID)
 	}
-	c.answer(r2, map[string]string{"clock": `"2026-11-25T23:00:00+09:00"`})
+	c.answer(r2, map[string]string{"clock": `{"time":"2026-11-25T23:00:00+09:00","zone":"Asia/Tokyo","rfc3339":"2026-11-25T23:00:00+09:00"}`})
 	r3 := c.next()
 	want := "12*(3+4) = 84. The time in Asia/Tokyo is 2026-11-25T23:00:00+09:00."
 	if r3.StopReason != model.StopEndTurn || r3.Text != want || len(r3.ToolUses) != 0 {
@@ -92,8 +93,8 @@ func TestDefaultScriptDemo(t *testing.T) {
 
 	// Without a time zone the clock is asked for UTC.
 	c2 := newConv(t, m, "what is 1+1 and what time is it")
-	c2.answer(c2.next(), map[string]string{"calculator": `2`})
-	if r := c2.next(); string(r.ToolUses[0].Input) != `{"timezone":"UTC"}` {
+	c2.answer(c2.next(), map[string]string{"calculator": `{"result":2}`})
+	if r := c2.next(); string(r.ToolUses[0].Input) != `{"to":"UTC"}` {
 		t.Fatalf("default time zone: %s", r.ToolUses[0].Input)
 	}
 }
@@ -112,7 +113,7 @@ func TestDefaultScriptEntries(t *testing.T) {
 		string(r.ToolUses[1].Input) != `{"expression":"3*3"}` {
 		t.Fatalf("parallel turn = %+v", r)
 	}
-	c.answer(r, map[string]string{"calc-a": `4`, "calc-b": `9`})
+	c.answer(r, map[string]string{"calc-a": `{"result":4}`, "calc-b": `{"result":9}`})
 	if r := c.next(); r.Text != "2+2 = 4 and 3*3 = 9." {
 		t.Fatalf("parallel answer %q", r.Text)
 	}
