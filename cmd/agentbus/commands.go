@@ -7,5 +7,10 @@ func subcommands() []*cobra.Command {
 	return []*cobra.Command{
 		newPatternCmd(),
 		newRulesCmd(),
+		newRunCmd(),
+		newDevCmd(),
+		newSessionsCmd(),
+		newStackCmd(),
+		newDlqCmd(),
 	}
 }

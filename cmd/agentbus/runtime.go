@@ -1,0 +1,315 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/agentbus/agentbus/events"
+	"github.com/agentbus/agentbus/events/rules"
+	"github.com/agentbus/agentbus/platform/blob"
+	"github.com/agentbus/agentbus/platform/blob/localfs"
+	"github.com/agentbus/agentbus/platform/bus"
+	"github.com/agentbus/agentbus/platform/bus/claimcheck"
+	"github.com/agentbus/agentbus/platform/bus/local"
+	cachemem "github.com/agentbus/agentbus/platform/cache/memory"
+	"github.com/agentbus/agentbus/platform/model"
+	"github.com/agentbus/agentbus/platform/outbox"
+	"github.com/agentbus/agentbus/platform/state"
+	"github.com/agentbus/agentbus/platform/state/sqlite"
+	"github.com/agentbus/agentbus/services/executor"
+	"github.com/agentbus/agentbus/services/memory"
+	"github.com/agentbus/agentbus/services/planner"
+	"github.com/agentbus/agentbus/services/toolgateway"
+	"github.com/agentbus/agentbus/tools"
+)
+
+// embeddedConfig configures the embedded runtime: the four services in one
+// process over the local bus, SQLite state, a blob folder and an in-process
+// cache.
+type embeddedConfig struct {
+	// DataDir holds bus.db, state.db and blobs/; "" keeps the bus and the
+	// state in memory and blobs in a temporary folder (tests).
+	DataDir string
+	Model   model.Model
+	// Tools holds extra tools (tests, plug-in specs); the built-ins are
+	// added to it. nil means a fresh registry.
+	Tools   *tools.Registry
+	Planner planner.Config
+	// Concurrency is the handlers per service queue (default 8).
+	Concurrency int
+	// MaxEventSize is the claim-check limit (default 256 KiB).
+	MaxEventSize int
+	// ExtraRules are plug-in rules added to the catalog.
+	ExtraRules []rules.Rule
+	// Hooks are crash-test hooks: called at named points; nil in production.
+	Hooks  crashHooks
+	Logger *slog.Logger
+}
+
+// crashHooks name the points where the crash test kills the runtime.
+type crashHooks struct {
+	// Point is called with the name of the point reached; a test hook exits
+	// the process there.
+	Point func(name string)
+}
+
+func (h crashHooks) at(name string) {
+	if h.Point != nil {
+		h.Point(name)
+	}
+}
+
+// embedded is a running embedded runtime.
+type embedded struct {
+	Bus       *local.Bus
+	Store     state.Store
+	Blobs     blob.Store
+	Publisher bus.Publisher
+	Validator *events.Validator
+	Memory    *memory.Service
+	Tools     *tools.Registry
+	Rules     []rules.Rule
+
+	log     *slog.Logger
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	closers []func() error
+}
+
+// startEmbedded opens the stores and starts every service's workers and the
+// outbox relay; Close stops them.
+func startEmbedded(ctx context.Context, cfg embeddedConfig) (_ *embedded, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
+	}
+	if cfg.Model == nil {
+		return nil, errors.New("runtime: no model configured")
+	}
+	if cfg.Tools == nil {
+		cfg.Tools = tools.NewRegistry()
+	}
+	rt := &embedded{log: cfg.Logger, Tools: cfg.Tools}
+	defer func() {
+		if err != nil {
+			rt.Close()
+		}
+	}()
+
+	if rt.Validator, err = events.NewValidator(); err != nil {
+		return nil, err
+	}
+	catalog, err := rules.Catalog()
+	if err != nil {
+		return nil, err
+	}
+	rt.Rules = append(catalog, cfg.ExtraRules...)
+	qspecs, err := rules.Queues(rt.Rules)
+	if err != nil {
+		return nil, err
+	}
+
+	var busPath, statePath, blobDir string
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			return nil, fmt.Errorf("runtime: data dir: %w", err)
+		}
+		busPath = filepath.Join(cfg.DataDir, "bus.db")
+		statePath = filepath.Join(cfg.DataDir, "state.db")
+		blobDir = filepath.Join(cfg.DataDir, "blobs")
+	} else {
+		if blobDir, err = os.MkdirTemp("", "agentbus-blobs-*"); err != nil {
+			return nil, err
+		}
+		rt.closers = append(rt.closers, func() error { return os.RemoveAll(blobDir) })
+	}
+	if err := os.MkdirAll(blobDir, 0o755); err != nil {
+		return nil, err
+	}
+	blobs, err := localfs.New(blobDir)
+	if err != nil {
+		return nil, err
+	}
+	rt.Blobs = blobs
+	rt.closers = append(rt.closers, blobs.Close)
+
+	opts := local.Options{Path: busPath, Logger: cfg.Logger, MaxEventSize: max(cfg.MaxEventSize, claimcheck.DefaultLimit) + 64*1024}
+	for _, r := range rt.Rules {
+		opts.Rules = append(opts.Rules, local.Rule{Name: r.Name, Pattern: r.EventPattern, Queue: r.Target.Queue})
+	}
+	for _, q := range qspecs {
+		opts.Queues = append(opts.Queues, local.QueueConfig{Name: q.Name, MaxReceiveCount: q.MaxReceiveCount,
+			Visibility: time.Duration(q.VisibilityTimeoutSeconds) * time.Second})
+	}
+	if rt.Bus, err = local.Open(ctx, opts); err != nil {
+		return nil, err
+	}
+	rt.closers = append(rt.closers, rt.Bus.Close)
+
+	var store state.Store
+	if statePath != "" {
+		store, err = sqlite.Open(ctx, statePath)
+	} else {
+		store, err = sqlite.OpenMemory(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	rt.closers = append(rt.closers, store.Close)
+
+	var ccOpts []claimcheck.Option
+	if cfg.MaxEventSize > 0 {
+		ccOpts = append(ccOpts, claimcheck.WithLimit(cfg.MaxEventSize))
+	}
+	checked, err := claimcheck.NewPublisher(rt.Bus, blobs, ccOpts...)
+	if err != nil {
+		return nil, err
+	}
+	resolver, err := claimcheck.NewResolver(blobs, ccOpts...)
+	if err != nil {
+		return nil, err
+	}
+	rt.Publisher = validatingPublisher(rt.Validator, checked)
+
+	// The relay's publisher is where "a state write committed but its events
+	// are not yet published" lives: the crash test kills the runtime there.
+	relayPub := bus.PublisherFunc(func(ctx context.Context, evs ...event.Event) error {
+		cfg.Hooks.at("before_outbox_publish")
+		return rt.Publisher.Publish(ctx, evs...)
+	})
+	relay := outbox.New(store, relayPub, outbox.Options{Logger: cfg.Logger, Interval: 100 * time.Millisecond})
+	rt.Store = outbox.Notifying(store, relay)
+	if err := registerBuiltins(cfg.Tools, rt.Store); err != nil {
+		return nil, err
+	}
+
+	hot := memory.CacheHot(cachemem.New(cachemem.Options{}), 10*time.Minute, cfg.Logger)
+	rt.Memory = memory.New(rt.Store, hot, cfg.Logger)
+	pl := planner.New(rt.Store, cfg.Model, cfg.Tools, cfg.Planner, nil, cfg.Logger)
+	ex := executor.New(executorStore{Store: rt.Store, hooks: cfg.Hooks}, cfg.Tools, 0, nil, cfg.Logger)
+	gw, err := toolgateway.New(toolgateway.Config{
+		Store:    rt.Store,
+		Registry: cfg.Tools,
+		Logger:   cfg.Logger,
+		Hook:     cfg.Hooks.Point,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	rt.cancel = cancel
+	rt.wg.Add(1)
+	go func() { defer rt.wg.Done(); _ = relay.Run(runCtx) }()
+
+	handlers := map[string]bus.Handler{
+		"planner":     pl.Handle,
+		"executor":    ex.Handle,
+		"toolgateway": gw.Handle,
+		"memory":      rt.Memory.Handle,
+	}
+	for _, q := range qspecs {
+		h, ok := handlers[q.Name]
+		if !ok {
+			continue // a plug-in's queue: its own process consumes it
+		}
+		h = bus.Chain(h, bus.Recoverer{}.Middleware, resolver.Middleware, validating(rt.Validator))
+		w := bus.NewWorker(rt.Bus.Queue(q.Name), h, bus.WorkerConfig{
+			Concurrency: cfg.Concurrency,
+			Visibility:  time.Duration(q.VisibilityTimeoutSeconds) * time.Second,
+			Logger:      cfg.Logger.With("queue", q.Name),
+		})
+		rt.wg.Add(1)
+		go func() { defer rt.wg.Done(); _ = w.Run(runCtx) }()
+	}
+	return rt, nil
+}
+
+// drain waits, up to within, until the service queues are empty, so that a
+// short-lived `agentbus run` leaves a complete history behind (the memory
+// service records the final events after the caller has seen them).
+func (rt *embedded) drain(ctx context.Context, within time.Duration) {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		busy := false
+		for _, q := range []string{"planner", "executor", "toolgateway", "memory"} {
+			st, err := rt.Bus.Stats(ctx, q)
+			if err == nil && st.Ready+st.InFlight > 0 {
+				busy = true
+			}
+		}
+		if !busy {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Close stops the workers and the relay and closes the stores.
+func (rt *embedded) Close() error {
+	if rt.cancel != nil {
+		rt.cancel()
+	}
+	rt.wg.Wait()
+	var errs []error
+	for i := len(rt.closers) - 1; i >= 0; i-- {
+		errs = append(errs, rt.closers[i]())
+	}
+	return errors.Join(errs...)
+}
+
+// validating rejects, before the handler runs, an event that breaks its
+// type's schema: such a message can never succeed, so it goes to the DLQ
+// with the validation error as its reason.
+func validating(v *events.Validator) bus.Middleware {
+	return func(next bus.Handler) bus.Handler {
+		return func(ctx context.Context, ev event.Event) error {
+			if err := v.Validate(ev); err != nil {
+				return fmt.Errorf("%w: %v", bus.ErrPermanent, err)
+			}
+			return next(ctx, ev)
+		}
+	}
+}
+
+// validatingPublisher validates every event before it reaches the bus.
+func validatingPublisher(v *events.Validator, next bus.Publisher) bus.Publisher {
+	return bus.PublisherFunc(func(ctx context.Context, evs ...event.Event) error {
+		var errs []string
+		for _, ev := range evs {
+			if err := v.Validate(ev); err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("publish: %s", strings.Join(errs, "; "))
+		}
+		return next.Publish(ctx, evs...)
+	})
+}
+
+// executorStore lets the crash test stop the runtime in the middle of a
+// fan-in: after a result is recorded, before the step transition.
+type executorStore struct {
+	state.Store
+	hooks crashHooks
+}
+
+func (s executorStore) RecordResult(ctx context.Context, key state.StepKey, callID string, result []byte) (state.StepState, error) {
+	st, err := s.Store.RecordResult(ctx, key, callID, result)
+	if err == nil {
+		s.hooks.at("mid_fan_in")
+	}
+	return st, err
+}
