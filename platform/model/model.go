@@ -266,8 +266,9 @@ func (e *Error) Unwrap() []error {
 // one message, first message from the user, alternating roles, non-empty
 // content, exactly one part per block, tool-use inputs that are JSON objects,
 // tool results only in user messages, tool results that answer a tool use of
-// the previous assistant message, unique non-empty tool names, object input
-// schemas, MaxTokens >= 0. Errors wrap ErrInvalidRequest.
+// the previous assistant message, every tool use of an assistant message
+// answered in the next message (as Bedrock requires), unique non-empty tool
+// names, object input schemas, MaxTokens >= 0. Errors wrap ErrInvalidRequest.
 func (r Request) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidRequest, fmt.Sprintf(format, a...))
@@ -342,9 +343,30 @@ func (r Request) Validate() error {
 				}
 			}
 		}
+		if missing := unanswered(prevUses, m); m.Role == RoleUser && missing != "" {
+			return bad("message %d: no toolResult for toolUse %q of the previous message", i, missing)
+		}
 		prevUses = uses
 	}
 	return nil
+}
+
+// unanswered returns a tool-use id of uses that m carries no result for
+// (smallest id, for a stable message), or "".
+func unanswered(uses map[string]bool, m Message) string {
+	answered := map[string]bool{}
+	for _, b := range m.Content {
+		if b.ToolResult != nil {
+			answered[b.ToolResult.ToolUseID] = true
+		}
+	}
+	missing := ""
+	for id := range uses {
+		if !answered[id] && (missing == "" || id < missing) {
+			missing = id
+		}
+	}
+	return missing
 }
 
 func isJSONObject(raw json.RawMessage) bool {

@@ -57,6 +57,14 @@ func TestValidate(t *testing.T) {
 		{"result from assistant", func(r *model.Request) {
 			r.Messages[1].Content = append(r.Messages[1].Content, model.ToolResultBlock(model.ToolResult{ToolUseID: "c1", Content: json.RawMessage(`1`)}))
 		}, "toolResult in a assistant"},
+		{"tool use unanswered", func(r *model.Request) {
+			r.Messages[1].Content = append(r.Messages[1].Content,
+				model.ToolUseBlock(model.ToolUse{ID: "c2", Name: "calculator", Input: json.RawMessage(`{}`)}))
+		}, `no toolResult for toolUse "c2"`},
+		{"tool use answered by text only", func(r *model.Request) {
+			r.Messages[2] = model.UserText("never mind")
+		}, `no toolResult for toolUse "c1"`},
+		{"trailing assistant tool use", func(r *model.Request) { r.Messages = r.Messages[:2] }, ""},
 		{"tool without name", func(r *model.Request) { r.Tools[0].Name = "" }, "no name"},
 		{"duplicate tool", func(r *model.Request) { r.Tools = append(r.Tools, r.Tools[0]) }, "twice"},
 		{"schema not object", func(r *model.Request) { r.Tools[0].InputSchema = json.RawMessage(`"x"`) }, "inputSchema"},
