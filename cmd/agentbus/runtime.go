@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +52,9 @@ type embeddedConfig struct {
 	MaxEventSize int
 	// ExtraRules are plug-in rules added to the catalog.
 	ExtraRules []rules.Rule
+	// LeaseMargin is added to a tool's timeout to make its idempotency
+	// lease (default: the tool-gateway's); crash tests shorten it.
+	LeaseMargin time.Duration
 	// Hooks are crash-test hooks: called at named points; nil in production.
 	Hooks  crashHooks
 	Logger *slog.Logger
@@ -115,6 +120,12 @@ func startEmbedded(ctx context.Context, cfg embeddedConfig) (_ *embedded, err er
 		return nil, err
 	}
 	rt.Rules = append(catalog, cfg.ExtraRules...)
+	// Tools registered in this process beyond the built-ins (tests, embedded
+	// plug-ins) are served by this process's tool-gateway: route them to it,
+	// as a plug-in's own rule would.
+	if r, ok := localToolsRule(cfg.Tools); ok {
+		rt.Rules = append(rt.Rules, r)
+	}
 	qspecs, err := rules.Queues(rt.Rules)
 	if err != nil {
 		return nil, err
@@ -199,10 +210,11 @@ func startEmbedded(ctx context.Context, cfg embeddedConfig) (_ *embedded, err er
 	pl := planner.New(rt.Store, cfg.Model, cfg.Tools, cfg.Planner, nil, cfg.Logger)
 	ex := executor.New(executorStore{Store: rt.Store, hooks: cfg.Hooks}, cfg.Tools, 0, nil, cfg.Logger)
 	gw, err := toolgateway.New(toolgateway.Config{
-		Store:    rt.Store,
-		Registry: cfg.Tools,
-		Logger:   cfg.Logger,
-		Hook:     cfg.Hooks.Point,
+		Store:       rt.Store,
+		Registry:    cfg.Tools,
+		Logger:      cfg.Logger,
+		Hook:        cfg.Hooks.Point,
+		LeaseMargin: cfg.LeaseMargin,
 	})
 	if err != nil {
 		return nil, err
@@ -254,6 +266,32 @@ func (rt *embedded) drain(ctx context.Context, within time.Duration) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// localToolsRule routes calls of the registry's local, non-built-in tools
+// to the toolgateway queue.
+func localToolsRule(reg *tools.Registry) (rules.Rule, bool) {
+	var names []string
+	for _, sp := range reg.All() {
+		e, err := reg.Lookup(sp.Name)
+		if err != nil || !e.Local() || slices.Contains(builtinToolNames, sp.Name) {
+			continue
+		}
+		names = append(names, sp.Name)
+	}
+	if len(names) == 0 {
+		return rules.Rule{}, false
+	}
+	pattern, _ := json.Marshal(map[string]any{
+		"detail-type": []string{events.TypeToolInvocationRequested},
+		"detail":      map[string]any{events.ExtToolName: names},
+	})
+	return rules.Rule{
+		Name:         "toolgateway-embedded-tools",
+		Description:  "Calls of tools registered in this process beyond the built-ins.",
+		EventPattern: pattern,
+		Target:       rules.Target{Queue: "toolgateway", MaxReceiveCount: 5, VisibilityTimeoutSeconds: 120},
+	}, true
 }
 
 // Close stops the workers and the relay and closes the stores.

@@ -18,6 +18,9 @@ import (
 	"github.com/agentbus/agentbus/tools/builtin/memorysearch"
 )
 
+// builtinToolNames are the tools the catalog's toolgateway rule routes.
+var builtinToolNames = []string{"calculator", "http_get", "clock", "memory_search"}
+
 // registerBuiltins adds the built-in tools to reg. http_get fetches only the
 // hosts in $AGENTBUS_HTTP_ALLOW_HOSTS (comma-separated; none by default) and
 // reaches private addresses only in $AGENTBUS_HTTP_ALLOW_ADDRS (CIDRs).
