@@ -7,6 +7,7 @@ func subcommands() []*cobra.Command {
 	return []*cobra.Command{
 		newPatternCmd(),
 		newRulesCmd(),
+		newToolsCmd(),
 		newRunCmd(),
 		newDevCmd(),
 		newSessionsCmd(),

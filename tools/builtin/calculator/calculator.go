@@ -17,6 +17,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/agentbus/agentbus/tools"
 )
@@ -49,6 +50,7 @@ func (Tool) Spec() tools.Spec {
 			"floor, ceil, min(a, b, ...), max(a, b, ...), exp, ln, log10, sin, cos, tan (radians). Constants: pi, e.",
 		InputSchema: json.RawMessage(`{"type":"object","properties":{"expression":{"type":"string","minLength":1,"maxLength":1024,"description":"e.g. (2 + 3) * 4 ^ 2 / sqrt(16)"}},"required":["expression"],"additionalProperties":false}`),
 		Idempotent:  true,
+		Timeout:     2 * time.Second,
 	}
 }
 
