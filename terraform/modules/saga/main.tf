@@ -1,0 +1,1 @@
+# PLACEHOLDER (see variables.tf): no resources until the saga issue lands.
