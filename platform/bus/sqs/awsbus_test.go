@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -193,5 +194,53 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if err := q.Ack(ctx, m.Receipt); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// BenchmarkPublishReceiveLatency measures one event's trip through moto:
+// PutEvents, rule match, SQS delivery, long-poll receive, delete. For
+// reference only: moto is not AWS (see docs/moto-differences.md).
+func BenchmarkPublishReceiveLatency(b *testing.B) {
+	queue := uniq(b, "bench")
+	be := awsBus(b, motoConfig(b), []bustest.Rule{{Name: uniq(b, "r"), Queue: queue, Pattern: `{"detail-type":["agentbus.bench.v1"]}`, MaxReceiveCount: 5, Visibility: 30 * time.Second}})
+	q := be.Queue(queue)
+	ctx := context.Background()
+	ev := event.New()
+	ev.SetSource("agentbus/bench")
+	ev.SetType("agentbus.bench.v1")
+	ev.SetExtension("sessionid", "bench")
+	if err := ev.SetData(event.ApplicationJSON, map[string]string{"k": "v"}); err != nil {
+		b.Fatal(err)
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		e := ev.Clone()
+		e.SetID(uniq(b, "ev"))
+		start := time.Now()
+		if err := be.Publisher.Publish(ctx, e); err != nil {
+			b.Fatal(err)
+		}
+		for got := false; !got; {
+			msgs, err := q.Receive(ctx, 1, 20*time.Second, 30*time.Second)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, m := range msgs {
+				if m.Event.ID() == e.ID() {
+					got = true
+				}
+				if err := q.Ack(ctx, m.Receipt); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	}
 }

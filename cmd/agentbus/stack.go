@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	ebsdk "github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	sqssdk "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/spf13/cobra"
+
+	"github.com/agentbus/agentbus/events/rules"
+	s3blob "github.com/agentbus/agentbus/platform/blob/s3"
+	"github.com/agentbus/agentbus/platform/bus/eventbridge"
+	"github.com/agentbus/agentbus/platform/bus/sqs"
+)
+
+// awsNames are the names of the AWS resources of one agentbus deployment.
+// The bus is named after the prefix; catalog queue q is SQS queue
+// "<prefix>-q" with DLQ "<prefix>-q-dlq" (see platform/bus/sqs).
+type awsNames struct {
+	endpoint string
+	prefix   string
+	bucket   string
+	table    string
+}
+
+// addAWSFlags registers the flags that locate an AWS deployment.
+func addAWSFlags(cmd *cobra.Command, n *awsNames) {
+	cmd.Flags().StringVar(&n.endpoint, "endpoint", "", "AWS endpoint URL, e.g. http://127.0.0.1:5000 for the local stand-in (default: $AWS_ENDPOINT_URL, else AWS itself)")
+	cmd.Flags().StringVar(&n.prefix, "prefix", envOr("AGENTBUS_PREFIX", "agentbus"), "name of the bus and prefix of the queues ($AGENTBUS_PREFIX)")
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// loadAWSConfig loads the standard AWS configuration chain (environment,
+// shared config and credentials files, SSO, IMDS; AWS_ENDPOINT_URL and
+// AWS_ENDPOINT_URL_<SERVICE> included). endpoint, when set, overrides the
+// endpoint of every service; with an endpoint and no region configured the
+// region is us-east-1, which is what the local stand-in expects.
+func loadAWSConfig(ctx context.Context, endpoint string) (aws.Config, error) {
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("AWS configuration: %w", err)
+	}
+	if endpoint != "" {
+		cfg.BaseEndpoint = aws.String(endpoint)
+	}
+	if cfg.Region == "" {
+		if cfg.BaseEndpoint == nil {
+			return aws.Config{}, usageErr(fmt.Errorf("no AWS region configured (set AWS_REGION)"))
+		}
+		cfg.Region = "us-east-1"
+	}
+	return cfg, nil
+}
+
+// newStackCmd is `agentbus stack`: provisioning of the AWS side.
+func newStackCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "stack",
+		Short: "Provision the AWS side: bus, rules, queues with DLQs, bucket",
+	}
+	cmd.AddCommand(newStackBootstrapCmd())
+	return cmd
+}
+
+func newStackBootstrapCmd() *cobra.Command {
+	var (
+		names awsNames
+		dirs  []string
+	)
+	cmd := &cobra.Command{
+		Use:   "bootstrap [--endpoint URL] [--prefix agentbus] [--dir extra-rules-dir]...",
+		Short: "Create (or converge) the bus, a rule per catalog rule, each target queue with its DLQ and policy, and the blob bucket",
+		Long: "Creates the EventBridge bus <prefix>; for every catalog rule (plus the rules in each --dir) the rule " +
+			"on that bus targeting SQS queue <prefix>-<queue>, created with its DLQ <prefix>-<queue>-dlq, a redrive " +
+			"policy (the rule's maxReceiveCount), its visibility timeout and a queue policy that lets only those " +
+			"rules send; and the S3 bucket for claim-checked payloads. Every step is idempotent: running it again " +
+			"converges on the catalog. AWS credentials and region come from the standard chain; against the local " +
+			"stand-in use `eval \"$(scripts/stack.sh env)\"` first or pass --endpoint.",
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rs, err := loadRules(dirs)
+			if err != nil {
+				return usageErr(err)
+			}
+			cfg, err := loadAWSConfig(cmd.Context(), names.endpoint)
+			if err != nil {
+				return err
+			}
+			return bootstrap(cmd.Context(), cfg, names, rs, cmd.OutOrStdout())
+		},
+	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
+	addAWSFlags(cmd, &names)
+	cmd.Flags().StringVar(&names.bucket, "bucket", os.Getenv("AGENTBUS_S3_BUCKET"), "S3 bucket for claim-checked payloads ($AGENTBUS_S3_BUCKET; default <prefix>-blobs)")
+	cmd.Flags().StringArrayVar(&dirs, "dir", nil, "directory of extra rule files (repeatable)")
+	return cmd
+}
+
+// bootstrap provisions names' resources for rs and prints what it ensured.
+func bootstrap(ctx context.Context, cfg aws.Config, names awsNames, rs []rules.Rule, out io.Writer) error {
+	if names.bucket == "" {
+		names.bucket = names.prefix + "-blobs"
+	}
+	specs, err := rules.Queues(rs)
+	if err != nil {
+		return usageErr(err)
+	}
+	eb := ebsdk.NewFromConfig(cfg)
+	sq := sqssdk.NewFromConfig(cfg)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	fmt.Fprintln(tw, "KIND\tNAME\tARN / DETAIL")
+
+	busARN, err := eventbridge.EnsureBus(ctx, eb, names.prefix)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(tw, "bus\t%s\t%s\n", names.prefix, busARN)
+
+	queues := map[string]sqs.Info{}
+	for _, q := range specs {
+		info, err := sqs.EnsureQueue(ctx, sq, sqs.QueueSpec{
+			Name:              sqs.QueueName(names.prefix, q.Name),
+			VisibilityTimeout: time.Duration(q.VisibilityTimeoutSeconds) * time.Second,
+			MaxReceiveCount:   q.MaxReceiveCount,
+		})
+		if err != nil {
+			return err
+		}
+		queues[q.Name] = info
+		fmt.Fprintf(tw, "queue\t%s\t%s (visibility %ds, DLQ after %d receives)\n", info.Name, info.ARN, q.VisibilityTimeoutSeconds, q.MaxReceiveCount)
+		fmt.Fprintf(tw, "dlq\t%s\t%s\n", sqs.DLQName(info.Name), info.DLQARN)
+	}
+
+	senders := map[string][]string{}
+	for _, r := range rs {
+		q := queues[r.Target.Queue]
+		arn, err := eventbridge.EnsureRule(ctx, eb, eventbridge.Rule{
+			Bus: names.prefix, Name: r.Name, Description: r.Description, Pattern: r.EventPattern, QueueARN: q.ARN,
+		})
+		if err != nil {
+			return err
+		}
+		senders[r.Target.Queue] = append(senders[r.Target.Queue], arn)
+		fmt.Fprintf(tw, "rule\t%s\t%s -> %s\n", r.Name, arn, q.Name)
+	}
+	for _, q := range specs {
+		if err := sqs.EnsureSendPolicy(ctx, sq, queues[q.Name], senders[q.Name]); err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "policy\t%s\tevents.amazonaws.com may send for %d rule(s)\n", queues[q.Name].Name, len(senders[q.Name]))
+	}
+
+	store, err := s3blob.New(ctx, cfg, names.bucket)
+	if err != nil {
+		return err
+	}
+	if err := store.EnsureBucket(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(tw, "bucket\t%s\ts3://%s\n", names.bucket, names.bucket)
+	return nil
+}
