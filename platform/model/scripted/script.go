@@ -105,6 +105,9 @@ type turn struct {
 	delayMs    int
 }
 
+// maxDelayMs bounds a turn's delay (10 minutes): longer is a typo.
+const maxDelayMs = 600_000
+
 type call struct {
 	id    string
 	name  string
@@ -213,8 +216,8 @@ func compileEntry(ej entryJSON, where string) (*entry, error) {
 
 func compileTurn(tj turnJSON) (*turn, error) {
 	t := &turn{usage: tj.Usage, delayMs: tj.DelayMs}
-	if tj.DelayMs < 0 {
-		return nil, errors.New("delayMs is negative")
+	if tj.DelayMs < 0 || tj.DelayMs > maxDelayMs {
+		return nil, fmt.Errorf("delayMs %d is outside [0, %d]", tj.DelayMs, maxDelayMs)
 	}
 	if u := tj.Usage; u != nil && (u.InputTokens < 0 || u.OutputTokens < 0) {
 		return nil, errors.New("usage is negative")

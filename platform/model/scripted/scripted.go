@@ -29,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"text/template"
+	"text/template/parse"
 	"time"
 	"unicode/utf8"
 
@@ -317,7 +318,50 @@ func parseTemplate(name, src string) (*template.Template, error) {
 	if err != nil {
 		return nil, err
 	}
+	// range has nothing to iterate in a script's data and {{template}}
+	// nothing to reuse, but both can spin ({{range 1000000000}}, a
+	// self-calling template); a script is config, so reject them up front.
+	for _, tt := range t.Templates() {
+		if tt.Tree != nil && hasRange(tt.Tree.Root) {
+			return nil, fmt.Errorf("template %q: range and template actions are not supported in scripts", src)
+		}
+	}
 	return t, nil
+}
+
+func hasRange(n parse.Node) bool {
+	switch x := n.(type) {
+	case *parse.RangeNode, *parse.TemplateNode:
+		return true
+	case *parse.ListNode:
+		if x == nil {
+			return false
+		}
+		for _, c := range x.Nodes {
+			if hasRange(c) {
+				return true
+			}
+		}
+	case *parse.IfNode:
+		return hasRange(x.List) || hasRange(x.ElseList)
+	case *parse.WithNode:
+		return hasRange(x.List) || hasRange(x.ElseList)
+	}
+	return false
+}
+
+// maxRender bounds one rendered template (a defence in depth: without
+// range and template actions output grows only with the data).
+const maxRender = 1 << 20
+
+// cappedBuilder fails writes beyond maxRender, which stops the template.
+type cappedBuilder struct{ strings.Builder }
+
+func (b *cappedBuilder) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > maxRender {
+		return 0, fmt.Errorf("rendered text exceeds %d bytes", maxRender)
+	}
+	return b.Builder.Write(p)
 }
 
 // templateData is the dot of a template.
@@ -392,7 +436,7 @@ func execute(t *template.Template, c conversation) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var b strings.Builder
+	var b cappedBuilder
 	if err := clone.Funcs(funcs).Execute(&b, templateData{Prompt: c.prompt, Turn: c.turn + 1}); err != nil {
 		return "", err
 	}

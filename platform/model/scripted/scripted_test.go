@@ -213,6 +213,16 @@ func TestTemplateErrorsAreModelErrors(t *testing.T) {
 	}
 }
 
+func TestRenderedTextIsBounded(t *testing.T) {
+	t.Parallel()
+	// A 600 KiB prompt quoted twice: 1.2 MiB, over the 1 MiB cap.
+	m := mustParse(t, `{"default":{"turns":[{"answer":"{{.Prompt}}{{.Prompt}}"}]}}`)
+	_, err := m.Converse(context.Background(), model.Request{Messages: []model.Message{model.UserText(strings.Repeat("p", 600<<10))}})
+	if !errors.Is(err, model.ErrModel) || !strings.Contains(err.Error(), "exceeds") {
+		t.Fatalf("err = %v, want ErrModel for an oversized answer", err)
+	}
+}
+
 func TestUnknownToolIsRequestedAsScripted(t *testing.T) {
 	t.Parallel()
 	m := mustParse(t, `{"default":{"turns":[{"calls":[{"name":"no_such_tool","input":{"a":1}}]}]}}`)
@@ -420,11 +430,15 @@ func TestParseErrors(t *testing.T) {
 		{"bad template", `{"default":{"turns":[{"answer":"{{end}}"}]}}`, "turns[0]"},
 		{"unknown func", `{"default":{"turns":[{"answer":"{{nope}}"}]}}`, "not defined"},
 		{"bad input template", `{"default":{"turns":[{"calls":[{"name":"x","input":{"a":"{{"}}]}]}}`, "calls[0] (x)"},
+		{"range", `{"default":{"turns":[{"answer":"{{if true}}{{range 1000000000}}x{{end}}{{end}}"}]}}`, "not supported"},
+		{"range in define", `{"default":{"turns":[{"answer":"{{define \"a\"}}{{range 5}}{{end}}{{end}}x"}]}}`, "not supported"},
+		{"template call", `{"default":{"turns":[{"answer":"{{define \"a\"}}{{template \"a\"}}{{end}}{{template \"a\"}}"}]}}`, "not supported"},
 		{"bad kind", `{"default":{"turns":[{"fail":{"kind":"oops"}}]}}`, "fail.kind"},
 		{"negative times", `{"default":{"turns":[{"fail":{"kind":"throttled","times":-1},"answer":"a"}]}}`, "negative"},
 		{"always fail with answer", `{"default":{"turns":[{"fail":{"kind":"throttled"},"answer":"a"}]}}`, "always fails"},
 		{"bad stop reason", `{"default":{"turns":[{"answer":"a","stopReason":"bored"}]}}`, "stopReason"},
 		{"negative delay", `{"default":{"turns":[{"answer":"a","delayMs":-1}]}}`, "delayMs"},
+		{"huge delay", `{"default":{"turns":[{"answer":"a","delayMs":600001}]}}`, "delayMs"},
 		{"negative usage", `{"default":{"turns":[{"answer":"a","usage":{"inputTokens":-1}}]}}`, "usage"},
 	}
 	for _, tc := range tests {
