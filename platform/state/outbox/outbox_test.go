@@ -1,0 +1,267 @@
+package outbox_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/agentbus/agentbus/platform/bus"
+	"github.com/agentbus/agentbus/platform/state"
+	"github.com/agentbus/agentbus/platform/state/outbox"
+	"github.com/agentbus/agentbus/platform/state/sqlite"
+)
+
+func newEvent(t *testing.T, id string) event.Event {
+	t.Helper()
+	ev := event.New()
+	ev.SetID(id)
+	ev.SetSource("agentbus/executor")
+	ev.SetType("agentbus.step.completed.v1")
+	ev.SetTime(time.UnixMilli(1_700_000_000_000).UTC())
+	ev.SetExtension("sessionid", "s-1")
+	if err := ev.SetData(event.ApplicationJSON, map[string]any{"step": 1}); err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+func newStore(t *testing.T) *sqlite.Store {
+	t.Helper()
+	s, err := sqlite.OpenMemory(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// write stores events through a state change, as a service does.
+func write(t *testing.T, s state.Store, sessionID string, evs ...event.Event) {
+	t.Helper()
+	out, err := outbox.FromEvents(evs...)
+	if err != nil {
+		t.Fatalf("FromEvents: %v", err)
+	}
+	if _, err := s.CreateSession(t.Context(), state.Session{ID: sessionID, Status: state.StatusRunning}, out...); err != nil {
+		t.Fatalf("CreateSession: %v", err)
+	}
+}
+
+// recorder is a Publisher that records what it published and can fail.
+type recorder struct {
+	mu        sync.Mutex
+	published []event.Event
+	fail      func(i int, ev event.Event) error // per-event failure
+	whole     error                             // whole-call failure
+}
+
+func (r *recorder) Publish(_ context.Context, evs ...event.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.whole != nil {
+		return r.whole
+	}
+	var pe bus.PublishError
+	for i, ev := range evs {
+		if r.fail != nil {
+			if err := r.fail(i, ev); err != nil {
+				pe.Failures = append(pe.Failures, bus.PublishFailure{Index: i, ID: ev.ID(), Source: ev.Source(), Err: err})
+				continue
+			}
+		}
+		r.published = append(r.published, ev)
+	}
+	if len(pe.Failures) > 0 {
+		return &pe
+	}
+	return nil
+}
+
+func (r *recorder) ids() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, ev := range r.published {
+		out = append(out, ev.ID())
+	}
+	sort.Strings(out)
+	return out
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestFromEvents(t *testing.T) {
+	t.Parallel()
+	ev := newEvent(t, "ev-1")
+	out, err := outbox.FromEvents(ev)
+	if err != nil || len(out) != 1 {
+		t.Fatalf("FromEvents = %v, %v", out, err)
+	}
+	if out[0].ID != "agentbus/executor ev-1" {
+		t.Errorf("outbox id = %q, want source + id", out[0].ID)
+	}
+	var back event.Event
+	if err := json.Unmarshal(out[0].Payload, &back); err != nil {
+		t.Fatalf("payload is not a CloudEvent: %v", err)
+	}
+	if back.ID() != "ev-1" || back.Source() != ev.Source() || back.Extensions()["sessionid"] != "s-1" || string(back.Data()) != string(ev.Data()) {
+		t.Errorf("payload round trip = %v, want %v", back, ev)
+	}
+	bad := event.New() // no id, source, type
+	if _, err := outbox.FromEvents(bad); err == nil {
+		t.Error("FromEvents accepted an invalid CloudEvent")
+	}
+}
+
+func TestFlush(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	var want []string
+	for i := range 7 {
+		id := fmt.Sprintf("ev-%d", i)
+		want = append(want, id)
+		write(t, s, fmt.Sprintf("s-%d", i), newEvent(t, id))
+	}
+	pub := &recorder{}
+	r := outbox.NewRelay(s, pub, outbox.Options{Batch: 3, Logger: quiet()})
+	n, err := r.Flush(t.Context())
+	if err != nil || n != 7 {
+		t.Fatalf("Flush = %d, %v; want 7", n, err)
+	}
+	if got := pub.ids(); !slices.Equal(got, want) {
+		t.Fatalf("published %q, want %q", got, want)
+	}
+	if left, _ := s.PendingOutbox(t.Context(), 100); len(left) != 0 {
+		t.Fatalf("%d still pending after Flush", len(left))
+	}
+	if n, err := r.Flush(t.Context()); err != nil || n != 0 {
+		t.Fatalf("second Flush = %d, %v; want 0", n, err)
+	}
+}
+
+func TestFlushPartialFailure(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	write(t, s, "s-1", newEvent(t, "ok-1"), newEvent(t, "bad"), newEvent(t, "ok-2"))
+	failing := true
+	pub := &recorder{fail: func(_ int, ev event.Event) error {
+		if ev.ID() == "bad" && failing {
+			return bus.ErrTooLarge
+		}
+		return nil
+	}}
+	r := outbox.NewRelay(s, pub, outbox.Options{Logger: quiet()})
+	n, err := r.Flush(t.Context())
+	if n != 2 || !errors.Is(err, bus.ErrTooLarge) {
+		t.Fatalf("Flush = %d, %v; want 2 and the failure", n, err)
+	}
+	left, _ := s.PendingOutbox(t.Context(), 100)
+	if len(left) != 1 || left[0].ID != "agentbus/executor bad" {
+		t.Fatalf("pending after partial failure = %v, want only the failed event", left)
+	}
+	failing = false
+	if n, err := r.Flush(t.Context()); err != nil || n != 1 {
+		t.Fatalf("retry Flush = %d, %v; want 1", n, err)
+	}
+	if got := pub.ids(); !slices.Equal(got, []string{"bad", "ok-1", "ok-2"}) {
+		t.Fatalf("published %q", got)
+	}
+}
+
+func TestFlushWholeFailureAndPoison(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	write(t, s, "s-1", newEvent(t, "ev-1"))
+	// A payload that is not a CloudEvent (a bug elsewhere) is never dropped.
+	if _, err := s.CreateSession(t.Context(), state.Session{ID: "s-2", Status: state.StatusRunning}, state.OutboxEvent{ID: "poison", Payload: []byte("not json")}); err != nil {
+		t.Fatal(err)
+	}
+	pub := &recorder{whole: errors.New("bus down")}
+	r := outbox.NewRelay(s, pub, outbox.Options{Logger: quiet()})
+	if n, err := r.Flush(t.Context()); n != 0 || err == nil {
+		t.Fatalf("Flush with the bus down = %d, %v; want 0 and an error", n, err)
+	}
+	if left, _ := s.PendingOutbox(t.Context(), 100); len(left) != 2 {
+		t.Fatalf("%d pending after a failed publish, want 2", len(left))
+	}
+	pub.whole = nil
+	n, err := r.Flush(t.Context())
+	if n != 1 || err == nil {
+		t.Fatalf("Flush = %d, %v; want 1 published and the poison reported", n, err)
+	}
+	left, _ := s.PendingOutbox(t.Context(), 100)
+	if len(left) != 1 || left[0].ID != "poison" {
+		t.Fatalf("pending = %v, want the poison payload kept", left)
+	}
+}
+
+// failingMarkSent simulates a crash between publish and mark-sent.
+type failingMarkSent struct {
+	outbox.Source
+	fail bool
+}
+
+func (f *failingMarkSent) MarkSent(ctx context.Context, ids ...string) error {
+	if f.fail {
+		return errors.New("crashed before mark sent")
+	}
+	return f.Source.MarkSent(ctx, ids...)
+}
+
+func TestRepublishKeepsID(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	write(t, s, "s-1", newEvent(t, "ev-1"))
+	src := &failingMarkSent{Source: s, fail: true}
+	pub := &recorder{}
+	r := outbox.NewRelay(src, pub, outbox.Options{Logger: quiet()})
+	if _, err := r.Flush(t.Context()); err == nil {
+		t.Fatal("Flush hid a MarkSent failure")
+	}
+	src.fail = false
+	if _, err := r.Flush(t.Context()); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	// Published twice, with the same source+id: consumers dedupe it.
+	if got := pub.ids(); !slices.Equal(got, []string{"ev-1", "ev-1"}) {
+		t.Fatalf("published %q, want ev-1 twice with the same id", got)
+	}
+}
+
+func TestRunWake(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	pub := &recorder{}
+	r := outbox.NewRelay(s, pub, outbox.Options{Interval: time.Hour, Logger: quiet()})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	write(t, s, "s-1", newEvent(t, "ev-1"))
+	r.Wake()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(pub.ids()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("Wake did not make Run publish (interval is an hour)")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v, want nil on cancel", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not stop on cancel")
+	}
+}
