@@ -135,7 +135,7 @@ func (e *env) gateway(hook func(string), pub bus.Publisher) *toolgateway.Gateway
 	return g
 }
 
-func request(t *testing.T, session string, step int, callID, tool, input string) event.Event {
+func request(t testing.TB, session string, step int, callID, tool, input string) event.Event {
 	t.Helper()
 	ev, err := events.NewPayload(events.SourceExecutor, session, events.ToolInvocationRequested{
 		Step: step, CallID: callID, Tool: tool, Input: json.RawMessage(input),

@@ -177,3 +177,12 @@ func FuzzEval(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkEval(b *testing.B) {
+	b.ReportAllocs()
+	for range b.N {
+		if _, err := calculator.Eval("round(sqrt(2^10 + max(3, 4.5) * -2) / (1 + 2 % 3), 4)"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
