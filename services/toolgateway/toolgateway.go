@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
@@ -322,7 +323,18 @@ func (g *Gateway) run(ctx context.Context, c call, entry *tools.Entry, timeout t
 	}
 }
 
+// maxMessage bounds a failure message: it goes to the model, and a tool's
+// error can carry a whole response body.
+const maxMessage = 4096
+
 func failed(c call, reason events.ToolFailureReason, msg string) events.ToolInvocationFailed {
+	if len(msg) > maxMessage {
+		cut := maxMessage
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "… (truncated)"
+	}
 	return events.ToolInvocationFailed{Step: c.req.Step, CallID: c.req.CallID, Tool: c.req.Tool, Reason: reason, Message: msg}
 }
 

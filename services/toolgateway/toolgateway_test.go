@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
@@ -107,6 +108,9 @@ func newEnv(t *testing.T) *env {
 		fake("empty", true, time.Second, func(context.Context, tools.Call) (json.RawMessage, error) { return nil, nil }),
 		fake("huge", true, time.Second, func(context.Context, tools.Call) (json.RawMessage, error) {
 			return json.Marshal(strings.Repeat("x", state.MaxInlineValue))
+		}),
+		fake("long_error", true, time.Second, func(context.Context, tools.Call) (json.RawMessage, error) {
+			return nil, errors.New(strings.Repeat("é", 5000))
 		}),
 		fake("echo_key", true, time.Second, func(_ context.Context, c tools.Call) (json.RawMessage, error) {
 			return json.Marshal(map[string]any{"key": c.IdempotencyKey, "session": c.SessionID, "step": c.Step, "call": c.CallID})
@@ -286,6 +290,11 @@ func TestFailures(t *testing.T) {
 		{"panics_idem", `{}`, 0, events.ToolError, "boom"},
 		{"bad_json", `{}`, 0, events.ToolError, "not JSON"},
 		{"huge", `{}`, 0, events.ToolError, "too large"},
+		{"long_error", `{}`, 0, events.ToolError, "… (truncated)"},
+	}
+	v, err := events.NewValidator()
+	if err != nil {
+		t.Fatal(err)
 	}
 	for i, tt := range tests {
 		t.Run(fmt.Sprintf("%s %s", tt.tool, tt.input), func(t *testing.T) {
@@ -304,9 +313,16 @@ func TestFailures(t *testing.T) {
 			if tt.reason == events.ToolTimeout && time.Since(start) > 900*time.Millisecond {
 				t.Errorf("took %v: timeout not enforced", time.Since(start))
 			}
-			f := failure(t, e.only("sess-f", 1, call))
+			ev := e.only("sess-f", 1, call)
+			if err := v.Validate(ev); err != nil {
+				t.Fatalf("result event does not validate: %v", err)
+			}
+			f := failure(t, ev)
 			if f.Reason != tt.reason || !strings.Contains(f.Message, tt.mention) || f.Tool != tt.tool {
-				t.Fatalf("failure %+v, want reason %s mentioning %q", f, tt.reason, tt.mention)
+				t.Fatalf("failure %.300v, want reason %s mentioning %q", f, tt.reason, tt.mention)
+			}
+			if len(f.Message) > 4200 || !utf8.ValidString(f.Message) {
+				t.Fatalf("message of %d bytes (valid UTF-8: %v)", len(f.Message), utf8.ValidString(f.Message))
 			}
 		})
 	}
