@@ -439,19 +439,27 @@ func validateEntry(e state.Entry) error {
 	return state.ValidateID("entry id", e.ID)
 }
 
+func scanEntry(rows *sql.Rows) (state.Entry, error) {
+	var (
+		e   state.Entry
+		tms int64
+	)
+	if err := rows.Scan(&e.Seq, &e.Source, &e.ID, &e.Type, &tms, &e.Data); err != nil {
+		return state.Entry{}, err
+	}
+	if tms != 0 {
+		e.Time = ms(tms)
+	}
+	return e, nil
+}
+
 func scanEntries(rows *sql.Rows) ([]state.Entry, error) {
 	defer rows.Close()
 	var out []state.Entry
 	for rows.Next() {
-		var (
-			e   state.Entry
-			tms int64
-		)
-		if err := rows.Scan(&e.Seq, &e.Source, &e.ID, &e.Type, &tms, &e.Data); err != nil {
+		e, err := scanEntry(rows)
+		if err != nil {
 			return nil, err
-		}
-		if tms != 0 {
-			e.Time = ms(tms)
 		}
 		out = append(out, e)
 	}
@@ -493,18 +501,19 @@ func (s *Store) SearchHistory(ctx context.Context, sessionID, query string, limi
 	if err != nil {
 		return nil, fmt.Errorf("search history %q: %w", sessionID, err)
 	}
-	all, err := scanEntries(rows)
-	if err != nil {
-		return nil, fmt.Errorf("search history %q: %w", sessionID, err)
-	}
+	defer rows.Close()
 	var out []state.Entry
-	for _, e := range all {
+	for len(out) < limit && rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return nil, fmt.Errorf("search history %q: %w", sessionID, err)
+		}
 		if strings.Contains(strings.ToLower(string(e.Data)), q) {
 			out = append(out, e)
-			if len(out) == limit {
-				break
-			}
 		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("search history %q: %w", sessionID, err)
 	}
 	return out, nil
 }
