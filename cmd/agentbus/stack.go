@@ -18,6 +18,7 @@ import (
 	s3blob "github.com/agentbus/agentbus/platform/blob/s3"
 	"github.com/agentbus/agentbus/platform/bus/eventbridge"
 	"github.com/agentbus/agentbus/platform/bus/sqs"
+	"github.com/agentbus/agentbus/platform/state/dynamodb"
 )
 
 // awsNames are the names of the AWS resources of one agentbus deployment.
@@ -69,7 +70,7 @@ func loadAWSConfig(ctx context.Context, endpoint string) (aws.Config, error) {
 func newStackCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "stack",
-		Short: "Provision the AWS side: bus, rules, queues with DLQs, bucket",
+		Short: "Provision the AWS side: bus, rules, queues with DLQs, bucket, table",
 	}
 	cmd.AddCommand(newStackBootstrapCmd())
 	return cmd
@@ -82,11 +83,11 @@ func newStackBootstrapCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "bootstrap [--endpoint URL] [--prefix agentbus] [--dir extra-rules-dir]...",
-		Short: "Create (or converge) the bus, a rule per catalog rule, each target queue with its DLQ and policy, and the blob bucket",
+		Short: "Create (or converge) the bus, a rule per catalog rule, each target queue with its DLQ and policy, the blob bucket and the state table",
 		Long: "Creates the EventBridge bus <prefix>; for every catalog rule (plus the rules in each --dir) the rule " +
 			"on that bus targeting SQS queue <prefix>-<queue>, created with its DLQ <prefix>-<queue>-dlq, a redrive " +
 			"policy (the rule's maxReceiveCount), its visibility timeout and a queue policy that lets only those " +
-			"rules send; and the S3 bucket for claim-checked payloads. Every step is idempotent: running it again " +
+			"rules send; the S3 bucket for claim-checked payloads and the DynamoDB state table. Every step is idempotent: running it again " +
 			"converges on the catalog. AWS credentials and region come from the standard chain; against the local " +
 			"stand-in use `eval \"$(scripts/stack.sh env)\"` first or pass --endpoint.",
 		Args: exactArgs(0, "no arguments"),
@@ -104,7 +105,8 @@ func newStackBootstrapCmd() *cobra.Command {
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
 	addAWSFlags(cmd, &names)
-	cmd.Flags().StringVar(&names.bucket, "bucket", os.Getenv("AGENTBUS_S3_BUCKET"), "S3 bucket for claim-checked payloads ($AGENTBUS_S3_BUCKET; default <prefix>-blobs)")
+	cmd.Flags().StringVar(&names.bucket, "bucket", os.Getenv("AGENTBUS_BUCKET"), "S3 bucket for claim-checked payloads ($AGENTBUS_BUCKET; default <prefix>-blobs)")
+	cmd.Flags().StringVar(&names.table, "table", os.Getenv("AGENTBUS_TABLE"), "DynamoDB state table ($AGENTBUS_TABLE; default <prefix>-state)")
 	cmd.Flags().StringArrayVar(&dirs, "dir", nil, "directory of extra rule files (repeatable)")
 	return cmd
 }
@@ -113,6 +115,9 @@ func newStackBootstrapCmd() *cobra.Command {
 func bootstrap(ctx context.Context, cfg aws.Config, names awsNames, rs []rules.Rule, out io.Writer) error {
 	if names.bucket == "" {
 		names.bucket = names.prefix + "-blobs"
+	}
+	if names.table == "" {
+		names.table = names.prefix + "-state"
 	}
 	specs, err := rules.Queues(rs)
 	if err != nil {
@@ -172,5 +177,14 @@ func bootstrap(ctx context.Context, cfg aws.Config, names awsNames, rs []rules.R
 		return err
 	}
 	fmt.Fprintf(tw, "bucket\t%s\ts3://%s\n", names.bucket, names.bucket)
+
+	table, err := dynamodb.New(cfg, names.table)
+	if err != nil {
+		return err
+	}
+	if err := table.EnsureTable(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(tw, "table\t%s\tDynamoDB, TTL on expiresAt\n", names.table)
 	return nil
 }

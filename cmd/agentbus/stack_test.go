@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	ddbsdk "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ebsdk "github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	s3sdk "github.com/aws/aws-sdk-go-v2/service/s3"
 	sqssdk "github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -94,6 +95,9 @@ func TestStackBootstrap(t *testing.T) {
 	}
 	if _, err := s3sdk.NewFromConfig(cfg, func(o *s3sdk.Options) { o.UsePathStyle = true }).HeadBucket(ctx, &s3sdk.HeadBucketInput{Bucket: aws.String(prefix + "-blobs")}); err != nil {
 		t.Errorf("bucket: %v", err)
+	}
+	if out, err := ddbsdk.NewFromConfig(cfg).DescribeTable(ctx, &ddbsdk.DescribeTableInput{TableName: aws.String(prefix + "-state")}); err != nil || out.Table.TableStatus != "ACTIVE" {
+		t.Errorf("table: %+v, %v", out, err)
 	}
 
 	// The provisioned routes deliver: a tool call of a built-in tool reaches

@@ -20,9 +20,9 @@ type ProvisionAPI interface {
 	PutTargets(ctx context.Context, in *eventbridge.PutTargetsInput, optFns ...func(*eventbridge.Options)) (*eventbridge.PutTargetsOutput, error)
 }
 
-// ProvisionIAMActions lists the IAM actions EnsureBus and EnsureRule call
+// BootstrapIAMActions lists the IAM actions EnsureBus and EnsureRule call
 // (bootstrap only; services at run time need IAMActions).
-var ProvisionIAMActions = []string{
+var BootstrapIAMActions = []string{
 	"events:DescribeEventBus", "events:CreateEventBus", "events:PutRule", "events:PutTargets",
 }
 

@@ -25,9 +25,9 @@ type ProvisionAPI interface {
 	SetQueueAttributes(ctx context.Context, in *sqs.SetQueueAttributesInput, optFns ...func(*sqs.Options)) (*sqs.SetQueueAttributesOutput, error)
 }
 
-// ProvisionIAMActions lists the IAM actions of EnsureQueue and
+// BootstrapIAMActions lists the IAM actions of EnsureQueue and
 // EnsureSendPolicy (bootstrap only).
-var ProvisionIAMActions = []string{
+var BootstrapIAMActions = []string{
 	"sqs:GetQueueUrl", "sqs:CreateQueue", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes",
 }
 
