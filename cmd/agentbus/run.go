@@ -86,7 +86,8 @@ func chooseModel(ctx context.Context, scriptFile string) (model.Model, string, e
 	if scriptFile != "" {
 		name = "scripted " + scriptFile
 	}
-	return scripted.New(s), name, nil
+	// Retried like Bedrock, so a scripted throttle behaves as the real one.
+	return model.WithRetry(scripted.New(s), model.DefaultRetryPolicy), name, nil
 }
 
 func usageErr(err error) error { return &exitError{code: 2, err: err} }
