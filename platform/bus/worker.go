@@ -213,28 +213,35 @@ func (w *Worker) settle(_ context.Context, what string, f func() error) {
 }
 
 // heartbeat extends the message's visibility every Visibility/3 until the
-// returned stop function is called.
+// returned stop function is called. A timer, not a goroutine per message:
+// most handlers finish before the first beat.
 func (w *Worker) heartbeat(ctx context.Context, receipt string) (stop func()) {
 	every := w.cfg.Visibility / 3
-	t := time.NewTicker(every)
-	quit := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer t.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case <-t.C:
-				if err := w.q.Extend(ctx, receipt, w.cfg.Visibility); err != nil {
-					w.cfg.Logger.Warn("bus: extend visibility failed", "queue", w.q.Name(), "err", err)
-				}
-			}
+	var (
+		mu      sync.Mutex
+		stopped bool
+		t       *time.Timer
+	)
+	beat := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
 		}
-	}()
-	return func() { close(quit); wg.Wait() }
+		if err := w.q.Extend(ctx, receipt, w.cfg.Visibility); err != nil {
+			w.cfg.Logger.Warn("bus: extend visibility failed", "queue", w.q.Name(), "err", err)
+		}
+		t.Reset(every)
+	}
+	mu.Lock()
+	t = time.AfterFunc(every, beat)
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+	}
 }
 
 // backoff is min·2^(n-1) capped at max, jittered into [d/2, d] so that

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,16 +44,15 @@ func TestCrashChild(t *testing.T) {
 		fmt.Println("ERR", err)
 		os.Exit(3)
 	}
-	out := make(chan string, 1024)
-	go func() {
-		w := bufio.NewWriter(os.Stdout)
-		for line := range out {
-			w.WriteString(line + "\n")
-			if len(out) == 0 {
-				w.Flush()
-			}
-		}
-	}()
+	// Each line is written straight to the pipe before the bus is asked for
+	// the next step, so a line the kill cut off never names something that
+	// already happened: e.g. an "R" reaches the parent before its Ack runs.
+	var mu sync.Mutex
+	say := func(line string) {
+		mu.Lock()
+		defer mu.Unlock()
+		os.Stdout.WriteString(line + "\n")
+	}
 	prefix := fmt.Sprint(time.Now().UnixNano())
 	for p := range 4 {
 		go func() {
@@ -62,10 +62,10 @@ func TestCrashChild(t *testing.T) {
 				ev.SetSource("crash")
 				ev.SetType("crash.test.v1")
 				if err := b.Publish(ctx, ev); err != nil {
-					out <- "ERR " + err.Error()
+					say("ERR " + err.Error())
 					return
 				}
-				out <- "P " + ev.ID()
+				say("P " + ev.ID())
 			}
 		}()
 	}
@@ -73,27 +73,27 @@ func TestCrashChild(t *testing.T) {
 	for {
 		msgs, err := q.Receive(ctx, 16, time.Second, time.Minute)
 		if err != nil {
-			out <- "ERR " + err.Error()
+			say("ERR " + err.Error())
 			select {}
 		}
 		var rs []string
 		for _, m := range msgs {
-			out <- "R " + m.Event.ID()
+			say("R " + m.Event.ID())
 			rs = append(rs, m.Receipt)
 		}
 		// Leave every third batch unacknowledged: it must come back.
 		if len(msgs) > 0 && msgs[0].ID[len(msgs[0].ID)-1]%3 == 0 {
 			for _, m := range msgs {
-				out <- "N " + m.Event.ID()
+				say("N " + m.Event.ID())
 			}
 			continue
 		}
 		if err := q.Ack(ctx, rs...); err != nil {
-			out <- "ERR " + err.Error()
+			say("ERR " + err.Error())
 			continue
 		}
 		for _, m := range msgs {
-			out <- "A " + m.Event.ID()
+			say("A " + m.Event.ID())
 		}
 	}
 }

@@ -336,19 +336,12 @@ func (e *engine) run() {
 func (e *engine) step() {
 	ctx := context.Background()
 	now := time.Now()
-	var err error
-	if e.j != nil {
-		err = e.j.begin(ctx)
+	for _, r := range e.batch {
+		r.apply(e, now)
 	}
 	// Waiters served in this step answer after the commit like everyone else.
-	var served []request
-	if err == nil {
-		for _, r := range e.batch {
-			r.apply(e, now)
-		}
-		served = e.serveWaiters(now)
-		err = e.flush(ctx)
-	}
+	served := e.serveWaiters(now)
+	err := e.flush(ctx)
 	if err != nil {
 		e.log.Error("local bus: commit failed; reloading state from disk", "err", err)
 		if e.j != nil {
@@ -377,13 +370,14 @@ func (e *engine) flush(ctx context.Context) error {
 		}
 		e.dirty, e.deadDirty = e.dirty[:0], e.deadDirty[:0]
 	}()
-	if e.j == nil {
+	if e.j == nil || len(e.dirty)+len(e.deadDirty) == 0 {
 		return nil
 	}
-	for _, m := range e.dirty {
-		if err := e.j.flushMsg(ctx, m); err != nil {
-			return err
-		}
+	if err := e.j.begin(ctx); err != nil {
+		return err
+	}
+	if err := e.j.flushMsgs(ctx, e.dirty); err != nil {
+		return err
 	}
 	for _, d := range e.deadDirty {
 		if err := e.j.flushDead(ctx, d); err != nil {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
@@ -17,9 +18,17 @@ type journal struct {
 	db   *sql.DB
 	conn *sql.Conn
 
-	insMsg, updMsg, delMsg, insDead, delDead *sql.Stmt
-	inTx                                     bool
+	insDead, delDead, beginSt, commitSt *sql.Stmt
+	// upsert[n] and del[n] write n messages in one statement; batches are
+	// cut into chunks of these sizes, so per-row statement overhead is paid
+	// once per chunk.
+	upsert, del map[int]*sql.Stmt
+	args        []any
+	inTx        bool
 }
+
+// chunks are the multi-row statement sizes, largest first.
+var chunks = []int{64, 16, 4, 1}
 
 const schema = `
 CREATE TABLE IF NOT EXISTS messages (
@@ -92,22 +101,44 @@ func (j *journal) init(ctx context.Context) error {
 		s **sql.Stmt
 		q string
 	}{
-		{&j.insMsg, `INSERT INTO messages (id, queue, body, sent_at, receive_count, delay_until, reason) VALUES (?, ?, ?, ?, ?, ?, ?)`},
-		{&j.updMsg, `UPDATE messages SET receive_count = ?, delay_until = ?, reason = ? WHERE id = ?`},
-		{&j.delMsg, `DELETE FROM messages WHERE id = ?`},
 		{&j.insDead, `INSERT INTO dead_letters (id, queue, body, sent_at, receive_count, reason, dead_at) VALUES (?, ?, ?, ?, ?, ?, ?)`},
 		{&j.delDead, `DELETE FROM dead_letters WHERE id = ?`},
+		{&j.beginSt, `BEGIN IMMEDIATE`},
+		{&j.commitSt, `COMMIT`},
 	} {
 		if err := prep(p.s, p.q); err != nil {
 			return fmt.Errorf("prepare: %w", err)
 		}
 	}
+	j.upsert, j.del = map[int]*sql.Stmt{}, map[int]*sql.Stmt{}
+	for _, n := range chunks {
+		// An existing row only takes the mutable columns (its body param is
+		// an empty placeholder); a new row is inserted whole.
+		q := `INSERT INTO messages (id, queue, body, sent_at, receive_count, delay_until, reason) VALUES ` +
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?), ", n), ", ") +
+			` ON CONFLICT (id) DO UPDATE SET receive_count = excluded.receive_count, delay_until = excluded.delay_until, reason = excluded.reason`
+		var st *sql.Stmt
+		if err := prep(&st, q); err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+		j.upsert[n] = st
+		q = `DELETE FROM messages WHERE id IN (` + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + `)`
+		if err := prep(&st, q); err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+		j.del[n] = st
+	}
 	return nil
 }
 
 func (j *journal) close() error {
-	for _, s := range []*sql.Stmt{j.insMsg, j.updMsg, j.delMsg, j.insDead, j.delDead} {
+	for _, s := range []*sql.Stmt{j.insDead, j.delDead, j.beginSt, j.commitSt} {
 		if s != nil {
+			s.Close()
+		}
+	}
+	for _, m := range []map[int]*sql.Stmt{j.upsert, j.del} {
+		for _, s := range m {
 			s.Close()
 		}
 	}
@@ -118,7 +149,7 @@ func (j *journal) close() error {
 }
 
 func (j *journal) begin(ctx context.Context) error {
-	if _, err := j.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+	if _, err := j.beginSt.ExecContext(ctx); err != nil {
 		return err
 	}
 	j.inTx = true
@@ -127,7 +158,7 @@ func (j *journal) begin(ctx context.Context) error {
 
 func (j *journal) commit(ctx context.Context) error {
 	j.inTx = false
-	if _, err := j.conn.ExecContext(ctx, "COMMIT"); err != nil {
+	if _, err := j.commitSt.ExecContext(ctx); err != nil {
 		// A failed COMMIT may leave the transaction open; end it.
 		_, _ = j.conn.ExecContext(ctx, "ROLLBACK")
 		return err
@@ -156,20 +187,56 @@ func fromNanos(n int64) time.Time {
 	return time.Unix(0, n)
 }
 
-// flushMsg writes m's current state: insert, update or delete.
-func (j *journal) flushMsg(ctx context.Context, m *msg) error {
-	var err error
-	switch {
-	case m.state == stGone && m.persisted:
-		_, err = j.delMsg.ExecContext(ctx, m.id)
-	case m.state == stGone:
+// flushMsgs writes the messages' current state: upserts for live ones,
+// deletes for gone ones that were written before.
+func (j *journal) flushMsgs(ctx context.Context, ms []*msg) error {
+	var live, gone []*msg
+	for _, m := range ms {
+		switch {
+		case m.state != stGone:
+			live = append(live, m)
+		case m.persisted:
+			gone = append(gone, m)
+		}
 		// Born and gone in one batch: never written.
-	case !m.persisted:
-		_, err = j.insMsg.ExecContext(ctx, m.id, m.q.name, m.body, nanos(m.sentAt), m.receives, nanos(m.delayUntil()), m.reason)
-	default:
-		_, err = j.updMsg.ExecContext(ctx, m.receives, nanos(m.delayUntil()), m.reason, m.id)
 	}
-	return err
+	for len(live) > 0 {
+		n := chunkFor(len(live))
+		j.args = j.args[:0]
+		for _, m := range live[:n] {
+			body := m.body
+			if m.persisted {
+				body = []byte{}
+			}
+			j.args = append(j.args, m.id, m.q.name, body, nanos(m.sentAt), m.receives, nanos(m.delayUntil()), m.reason)
+		}
+		if _, err := j.upsert[n].ExecContext(ctx, j.args...); err != nil {
+			return err
+		}
+		live = live[n:]
+	}
+	for len(gone) > 0 {
+		n := chunkFor(len(gone))
+		j.args = j.args[:0]
+		for _, m := range gone[:n] {
+			j.args = append(j.args, m.id)
+		}
+		if _, err := j.del[n].ExecContext(ctx, j.args...); err != nil {
+			return err
+		}
+		gone = gone[n:]
+	}
+	clear(j.args)
+	return nil
+}
+
+func chunkFor(n int) int {
+	for _, c := range chunks {
+		if n >= c {
+			return c
+		}
+	}
+	return 1
 }
 
 func (j *journal) flushDead(ctx context.Context, d *deadMsg) error {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/google/uuid"
 
 	"github.com/agentbus/agentbus/events"
 	"github.com/agentbus/agentbus/platform/bus"
@@ -81,6 +80,7 @@ type Bus struct {
 	account string
 	region  string
 
+	ids     *idGen
 	matcher *pattern.Matcher
 	mu      sync.RWMutex
 	targets map[string]string // rule name -> queue
@@ -126,7 +126,7 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 	}
 	b := &Bus{
 		maxSize: opts.MaxEventSize, account: opts.Account, region: opts.Region,
-		matcher: pattern.NewMatcher(), targets: map[string]string{},
+		matcher: pattern.NewMatcher(), targets: map[string]string{}, ids: newIDGen(),
 	}
 	for _, r := range opts.Rules {
 		if err := b.addRule(r); err != nil {
@@ -234,6 +234,9 @@ func (b *Bus) DeclareQueue(ctx context.Context, cfg QueueConfig) error {
 // queue whose rule matches it; the whole call is one transaction. Events that
 // are invalid or too large are reported in a *bus.PublishError while the
 // others are published.
+//
+// In-process receivers get copies of the published events (not decoded
+// again from JSON), so an event must not be modified after Publish returns.
 func (b *Bus) Publish(ctx context.Context, evs ...event.Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -248,16 +251,17 @@ func (b *Bus) Publish(ctx context.Context, evs ...event.Event) error {
 		fails = append(fails, bus.PublishFailure{Index: i, ID: ev.ID(), Source: ev.Source(), Err: err})
 	}
 	for i, ev := range evs {
-		env, err := events.ToEnvelope(ev)
+		detail, err := marshalDetail(&evs[i])
 		if err != nil {
 			fail(i, ev, err)
 			continue
 		}
-		if size := len(env.Source) + len(env.DetailType) + len(env.Detail); size > b.maxSize {
+		source, typ := ev.Source(), ev.Type()
+		if size := len(source) + len(typ) + len(detail); size > b.maxSize {
 			fail(i, ev, fmt.Errorf("%w: %d bytes, limit %d", bus.ErrTooLarge, size, b.maxSize))
 			continue
 		}
-		body := events.EnvelopeJSON(env, uuid.NewString(), now, b.account, b.region)
+		body := appendEnvelope(make([]byte, 0, len(detail)+256), source, typ, detail, b.ids.next(), now, b.account, b.region)
 		queues, err := b.route(body)
 		if err != nil {
 			fail(i, ev, err)
@@ -266,8 +270,7 @@ func (b *Bus) Publish(ctx context.Context, evs ...event.Event) error {
 		if len(queues) == 0 {
 			continue
 		}
-		c := ev.Clone()
-		entries = append(entries, pubEntry{body: body, ev: &c, queues: queues})
+		entries = append(entries, pubEntry{body: body, ev: &evs[i], queues: queues})
 		idx = append(idx, i)
 	}
 	if len(entries) > 0 {
