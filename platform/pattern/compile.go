@@ -33,9 +33,15 @@ type field struct {
 const (
 	// maxBranches bounds how many branches $or may expand into.
 	maxBranches = 1024
-	// maxWildcardStars bounds the '*' in one wildcard operand; EventBridge
-	// rejects "*:*:*:*:*:event-bus/*" (six) as too complex and accepts two.
+	// maxWildcardStars and maxFieldStars approximate EventBridge's "rule is
+	// too complex" check for wildcards, which bounds event-ruler's machine
+	// complexity (the most automaton states one input can keep alive). AWS
+	// rejects "*:*:*:*:*:event-bus/*" (six stars, complexity 11) and four
+	// "*:stack/NAME/*" alternatives on one field (eight stars, 12); it
+	// accepts three of those (six stars, 9). The exact measure is not
+	// published; see docs/patterns.md.
 	maxWildcardStars = 5
+	maxFieldStars    = 6
 )
 
 const orKey = "$or"
@@ -195,11 +201,25 @@ func (c *compiler) or(n *jnode, prefix string, branches *[]*branch, inOr bool) e
 }
 
 // values compiles a field's array of alternatives.
-func (c *compiler) values(n *jnode, path string) (field, error) {
-	f := field{path: path}
+func (c *compiler) values(n *jnode, path string) (f field, err error) {
+	f = field{path: path}
 	if len(n.arr) == 0 {
 		return f, invalid(path, "empty arrays are not allowed")
 	}
+	defer func() {
+		stars := 0
+		for _, o := range f.ops {
+			if o.wc != nil {
+				stars += o.wc.stars
+			}
+			for _, w := range o.wcs {
+				stars += w.stars
+			}
+		}
+		if stars > maxFieldStars && err == nil {
+			err = invalid(path, "rule is too complex: %d wildcard characters in one field's wildcards (at most %d)", stars, maxFieldStars)
+		}
+	}()
 	for _, v := range n.arr {
 		switch v.kind {
 		case 's':
@@ -559,6 +579,7 @@ func parseWildcard(s string) (*wildcard, error) {
 	} else {
 		w.segs = append(w.segs, string(seg))
 	}
+	w.stars = stars
 	if stars > maxWildcardStars {
 		return nil, fmt.Errorf("rule is too complex: %d wildcard characters (at most %d)", stars, maxWildcardStars)
 	}

@@ -154,7 +154,16 @@ func buildIndex(rules []ruleEntry) *index {
 			cid := int32(len(ix.conjs))
 			ci := conjInfo{rule: int32(ri), anchor: -1}
 			best := -1
-			for i := range c.fields {
+			// Fields in path order: event-ruler walks a rule's fields sorted
+			// by name, and {"exists": false} inside arrays of objects is
+			// judged against the array elements chosen by the fields before
+			// it in that order.
+			order := make([]int, len(c.fields))
+			for i := range order {
+				order[i] = i
+			}
+			slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(c.fields[a].path, c.fields[b].path) })
+			for _, i := range order {
 				f := &c.fields[i]
 				fid := int32(len(ix.fieldConj))
 				pid := pidOf(f.path)
@@ -313,7 +322,7 @@ type scratch struct {
 
 	// consistency check
 	cand   []int32 // candidate leaves, grouped per field
-	bounds []int32 // per constrained field: end offset in cand
+	bounds []bound
 	chosen []int32
 }
 
@@ -410,8 +419,8 @@ func (sc *scratch) hitAll(ix *index, fids []int32, li int32) {
 }
 
 // finish decides a candidate conjunction: every field needs a matching leaf
-// (or, with an {"exists": false} alternative, no leaf at all), and the
-// chosen leaves must be array-consistent.
+// (or, with an {"exists": false} alternative, no leaf at its path), and the
+// chosen leaves must be array-consistent. Fields are taken in path order.
 func (ix *index) finish(sc *scratch, c int32) {
 	ep := sc.epoch
 	ci := &ix.conjs[c]
@@ -421,16 +430,18 @@ func (ix *index) finish(sc *scratch, c int32) {
 	sc.cand = sc.cand[:0]
 	sc.bounds = sc.bounds[:0]
 	inArray := false
+	needAbsence := false
 	for _, fid := range ci.fields {
+		absentOK := ix.fieldAbsent[fid]
 		start := len(sc.cand)
+		pid := ix.fieldPid[fid]
 		if fid == ci.anchor {
 			for h := sc.conjHead[c]; h >= 0; h = sc.hits[h].next {
 				sc.cand = append(sc.cand, sc.hits[h].leaf)
 			}
 		} else {
-			pid := ix.fieldPid[fid]
 			if sc.pathEp[pid] != ep {
-				if ix.fieldAbsent[fid] {
+				if absentOK {
 					continue // absent, as {"exists": false} asks: no constraint
 				}
 				return
@@ -438,6 +449,9 @@ func (ix *index) finish(sc *scratch, c int32) {
 			ops := ix.fieldOps[fid]
 			for li := sc.pathHead[pid]; li >= 0; li = sc.leafNext[li] {
 				l := &sc.leaves[li]
+				if l.arrLen > 0 {
+					inArray = true
+				}
 				for _, o := range ops {
 					if o.match(l) {
 						sc.cand = append(sc.cand, li)
@@ -447,7 +461,10 @@ func (ix *index) finish(sc *scratch, c int32) {
 			}
 		}
 		if len(sc.cand) == start {
-			return
+			if !absentOK {
+				return
+			}
+			needAbsence = true // only an array element without the field can satisfy it
 		}
 		for _, li := range sc.cand[start:] {
 			if sc.leaves[li].arrLen > 0 {
@@ -455,9 +472,12 @@ func (ix *index) finish(sc *scratch, c int32) {
 				break
 			}
 		}
-		sc.bounds = append(sc.bounds, int32(len(sc.cand)))
+		sc.bounds = append(sc.bounds, bound{end: int32(len(sc.cand)), pid: pid, absentOK: absentOK})
 	}
-	if inArray && len(sc.bounds) > 1 {
+	if needAbsence && !inArray {
+		return // the field is present and no alternative matched
+	}
+	if inArray && (len(sc.bounds) > 1 || (len(sc.bounds) == 1 && sc.bounds[0].absentOK)) {
 		sc.chosen = sc.chosen[:0]
 		if !sc.choose(0, 0) {
 			return
@@ -467,34 +487,55 @@ func (ix *index) finish(sc *scratch, c int32) {
 	sc.matched = append(sc.matched, ci.rule)
 }
 
+// bound closes one field's run of candidates in scratch.cand.
+type bound struct {
+	end      int32
+	pid      int32
+	absentOK bool // an {"exists": false} alternative; the path has leaves
+}
+
 // choose reports whether one candidate leaf can be picked for every field
 // (from field k on, whose candidates start at offset from) so that no two
 // picked leaves sit in different elements of the same array: event-ruler's
 // "array consistency", under which fields matched inside an array of objects
-// must come from one element.
+// must come from one element. A field with an {"exists": false} alternative
+// may instead pick nothing when none of its path's leaves is consistent with
+// the leaves picked for the fields before it (the element chosen has no such
+// field), which is how event-ruler answers.
 func (sc *scratch) choose(k int, from int32) bool {
 	if k == len(sc.bounds) {
 		return true
 	}
-	end := sc.bounds[k]
-	for _, li := range sc.cand[from:end] {
-		ok := true
-		for _, other := range sc.chosen {
-			if !sc.compatible(li, other) {
-				ok = false
-				break
-			}
-		}
-		if !ok {
+	b := sc.bounds[k]
+	for _, li := range sc.cand[from:b.end] {
+		if !sc.fits(li) {
 			continue
 		}
 		sc.chosen = append(sc.chosen, li)
-		if sc.choose(k+1, end) {
+		if sc.choose(k+1, b.end) {
 			return true
 		}
 		sc.chosen = sc.chosen[:len(sc.chosen)-1]
 	}
+	if b.absentOK {
+		for li := sc.pathHead[b.pid]; li >= 0; li = sc.leafNext[li] {
+			if sc.fits(li) {
+				return false // a consistent leaf exists, so the field is present
+			}
+		}
+		return sc.choose(k+1, b.end)
+	}
 	return false
+}
+
+// fits reports whether leaf li is consistent with every leaf chosen so far.
+func (sc *scratch) fits(li int32) bool {
+	for _, other := range sc.chosen {
+		if !sc.compatible(li, other) {
+			return false
+		}
+	}
+	return true
 }
 
 func (sc *scratch) compatible(a, b int32) bool {

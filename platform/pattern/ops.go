@@ -259,6 +259,7 @@ func (o *op) inRange(f float64) bool {
 // wildcard is a compiled {"wildcard": ...} operand: literal segments that
 // were separated by unescaped '*'.
 type wildcard struct {
+	stars       int
 	segs        []string
 	leadingStar bool
 	trailStar   bool
