@@ -113,15 +113,23 @@ func build(opts []Option) (options, error) {
 
 // Size is the conservative size of ev on the bus: the EventBridge delivery
 // envelope an SQS target receives (which contains every field EventBridge
-// counts towards the PutEvents entry limit, and more), rendered with
-// worst-case placeholder values, plus SafetyMargin.
+// counts towards the PutEvents entry limit, and more), with worst-case
+// placeholder values, plus SafetyMargin.
+//
+// The envelope is not rendered: its size is the envelope's fixed part plus
+// the CloudEvent JSON, which is exact because that JSON is already compact
+// and escaped the way the envelope's encoder escapes it (the tests hold this
+// for data full of <, >, & and U+2028), and it avoids rendering a large
+// event twice.
 func Size(ev event.Event) (int, error) {
 	env, err := events.ToEnvelope(ev)
 	if err != nil {
 		return 0, err
 	}
-	b := events.EnvelopeJSON(env, placeholderID, placeholderTime, placeholderAccount, placeholderRegion)
-	return len(b) + SafetyMargin, nil
+	detail := len(env.Detail)
+	env.Detail = json.RawMessage("{}")
+	fixed := len(events.EnvelopeJSON(env, placeholderID, placeholderTime, placeholderAccount, placeholderRegion)) - len("{}")
+	return fixed + detail + SafetyMargin, nil
 }
 
 var (
@@ -133,11 +141,17 @@ var (
 
 // Key returns the blob key of ev's data under prefix (see the package doc).
 func Key(prefix string, ev event.Event) string {
-	session := events.SessionID(ev)
-	if session == "" {
-		session = "_"
+	return SessionKeyPrefix(prefix, events.SessionID(ev)) + segment(ev.Source()) + "/" + segment(ev.ID())
+}
+
+// SessionKeyPrefix returns the blob prefix holding every claim-check blob of
+// one session under keyPrefix, for blob.Store.DeletePrefix when a session is
+// removed.
+func SessionKeyPrefix(keyPrefix, sessionID string) string {
+	if sessionID == "" {
+		sessionID = "_"
 	}
-	return prefix + segment(session) + "/" + segment(ev.Source()) + "/" + segment(ev.ID())
+	return keyPrefix + segment(sessionID) + "/"
 }
 
 func segment(s string) string {
@@ -229,15 +243,20 @@ func (p *Publisher) Publish(ctx context.Context, evs ...event.Event) error {
 // prepare returns ev as it goes on the bus: untouched, or without data and
 // with a dataref once the data is stored.
 func (p *Publisher) prepare(ctx context.Context, ev event.Event) (event.Event, error) {
-	size, err := Size(ev)
-	if err != nil {
-		// Not measurable means not a valid event: next owns the verdict.
-		return ev, nil
-	}
-	if size <= p.opts.limit {
-		return ev, nil
-	}
 	data := ev.Data()
+	// Data alone at the limit: offload without rendering megabytes twice
+	// (offloading an event that compaction would have squeezed under the
+	// limit costs only a blob write).
+	if len(data) < p.opts.limit {
+		size, err := Size(ev)
+		if err != nil {
+			// Not measurable means not a valid event: next owns the verdict.
+			return ev, nil
+		}
+		if size <= p.opts.limit {
+			return ev, nil
+		}
+	}
 	key := Key(p.opts.prefix, ev)
 	light := ev.Clone()
 	light.DataEncoded = nil

@@ -80,7 +80,7 @@ func newStore(t *testing.T) *localfs.Store {
 	return s
 }
 
-func newEvent(t *testing.T, session string, promptLen int, opts ...events.Option) event.Event {
+func newEvent(t testing.TB, session string, promptLen int, opts ...events.Option) event.Event {
 	t.Helper()
 	ev, err := events.NewPayload("agentbus/client", session, events.AgentRequested{
 		Prompt: strings.Repeat("p", promptLen),
@@ -252,6 +252,28 @@ func TestSizeIsConservative(t *testing.T) {
 			}
 			return ev
 		}()},
+		{"raw data with html and separators", func() event.Event {
+			raw := `{"prompt":"` + strings.Repeat("<&>\u2028\u2029", 1000) + `"}`
+			ev, err := events.New(events.TypeAgentRequested, "agentbus/client", "s", []byte(raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ev
+		}()},
+		{"line separators", func() event.Event {
+			ev, err := events.NewPayload("agentbus/client", "s", events.AgentRequested{Prompt: strings.Repeat("\u2028x\u2029", 1000)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ev
+		}()},
+		{"pretty data", func() event.Event {
+			ev, err := events.New(events.TypeAgentRequested, "agentbus/client", "s", []byte("{\n  \"prompt\" :   \"x\"\n}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ev
+		}()},
 		{"binary", func() event.Event {
 			ev := newEvent(t, "s", 1)
 			if err := ev.SetData("application/octet-stream", bytes.Repeat([]byte{0xff, 0, '<'}, 1000)); err != nil {
@@ -274,6 +296,11 @@ func TestSizeIsConservative(t *testing.T) {
 		entry := 14 + len(env.Source) + len(env.DetailType) + len(env.Detail)
 		if size < len(body) || size < entry || size < len(mustJSON(t, tt.ev)) {
 			t.Errorf("%s: Size = %d, below delivery %d / entry %d", tt.name, size, len(body), entry)
+		}
+		// Tight: the rendered envelope with the placeholders' worst-case
+		// lengths plus the margin.
+		if size-claimcheck.SafetyMargin > len(body)+64 {
+			t.Errorf("%s: Size = %d, far above the rendered %d + margin", tt.name, size, len(body))
 		}
 	}
 }
