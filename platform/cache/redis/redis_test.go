@@ -22,7 +22,11 @@ func uniquePrefix() string {
 
 // newRedis returns a cache on the test Redis under a fresh prefix, and
 // deletes the prefix's keys when the test ends.
-func newRedis(t *testing.T, maxEntries int) *rediscache.Cache {
+func newRedis(t *testing.T, maxEntries int) *rediscache.Cache { return newRedisTB(t, maxEntries) }
+
+func newRedisB(b *testing.B) *rediscache.Cache { return newRedisTB(b, 64) }
+
+func newRedisTB(t testing.TB, maxEntries int) *rediscache.Cache {
 	t.Helper()
 	addr := testenv.RedisAddr(t)
 	client := goredis.NewClient(&goredis.Options{Addr: addr})
