@@ -20,7 +20,7 @@ import (
 
 // startLoop starts an in-memory embedded runtime with the given script
 // ("" = the built-in demo script) and extra tool registrations.
-func startLoop(t *testing.T, script string, reg *tools.Registry) *embedded {
+func startLoop(t testing.TB, script string, reg *tools.Registry) *embedded {
 	t.Helper()
 	var (
 		s   *scripted.Script
@@ -50,7 +50,7 @@ type session struct {
 	seen   map[string]bool
 }
 
-func submit(t *testing.T, rt *embedded, prompt string, spec *events.AgentSpec) *session {
+func submit(t testing.TB, rt *embedded, prompt string, spec *events.AgentSpec) *session {
 	t.Helper()
 	ctx := context.Background()
 	s := &session{id: uuid.NewString(), seen: map[string]bool{}}
@@ -71,7 +71,7 @@ func submit(t *testing.T, rt *embedded, prompt string, spec *events.AgentSpec) *
 }
 
 // waitFor reads the session's events until one of type typ arrives.
-func (s *session) waitFor(t *testing.T, typ string, within time.Duration) event.Event {
+func (s *session) waitFor(t testing.TB, typ string, within time.Duration) event.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
@@ -101,7 +101,7 @@ func (s *session) waitFor(t *testing.T, typ string, within time.Duration) event.
 }
 
 // end waits for the terminal event.
-func (s *session) end(t *testing.T, within time.Duration) event.Event {
+func (s *session) end(t testing.TB, within time.Duration) event.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
@@ -145,7 +145,7 @@ func (s *session) count(typ string) int {
 	return n
 }
 
-func mustDecode[T any](t *testing.T, ev event.Event) T {
+func mustDecode[T any](t testing.TB, ev event.Event) T {
 	t.Helper()
 	v, err := events.Decode[T](ev)
 	if err != nil {
