@@ -102,6 +102,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	sctx := context.WithoutCancel(ctx)
 
 	ack := newAcker(sctx, w.q, cfg.AckBatch, cfg.Logger)
+	hb := &beats{running: map[string]time.Time{}}
+	stopBeats := make(chan struct{})
+	beatsDone := make(chan struct{})
+	go func() { defer close(beatsDone); w.heartbeat(sctx, hb, stopBeats) }()
 	slots := make(chan struct{}, cfg.Concurrency)
 	var wg sync.WaitGroup
 	failures := 0
@@ -151,7 +155,7 @@ receive:
 			go func() {
 				defer wg.Done()
 				defer func() { <-slots }()
-				w.handle(hctx, sctx, m, ack)
+				w.handle(hctx, sctx, m, ack, hb)
 			}()
 		}
 	}
@@ -165,20 +169,22 @@ receive:
 		cancelHandlers()
 		<-done
 	}
+	close(stopBeats)
+	<-beatsDone
 	ack.close()
 	return nil
 }
 
 // handle runs the handler for one message and settles it.
-func (w *Worker) handle(hctx, sctx context.Context, m Message, ack *acker) {
+func (w *Worker) handle(hctx, sctx context.Context, m Message, ack *acker, hb *beats) {
 	cfg := w.cfg
 	if m.DecodeErr != nil {
 		w.deadLetter(sctx, m, "decode: "+m.DecodeErr.Error())
 		return
 	}
-	stopBeat := w.heartbeat(sctx, m.Receipt)
+	hb.add(m.Receipt)
 	err := w.h(hctx, m.Event)
-	stopBeat()
+	hb.remove(m.Receipt)
 	switch {
 	case err == nil:
 		ack.add(m.Receipt)
@@ -212,35 +218,51 @@ func (w *Worker) settle(_ context.Context, what string, f func() error) {
 	}
 }
 
-// heartbeat extends the message's visibility every Visibility/3 until the
-// returned stop function is called. A timer, not a goroutine per message:
-// most handlers finish before the first beat.
-func (w *Worker) heartbeat(ctx context.Context, receipt string) (stop func()) {
+// beats keeps the messages of running handlers invisible: one ticker per
+// worker extends every message whose handler has run for Visibility/3 since
+// it was received or last extended (cheaper than a timer per message, most
+// of which would never fire).
+type beats struct {
+	mu      sync.Mutex
+	running map[string]time.Time // receipt -> last received/extended
+}
+
+func (b *beats) add(receipt string) {
+	b.mu.Lock()
+	b.running[receipt] = time.Now()
+	b.mu.Unlock()
+}
+
+func (b *beats) remove(receipt string) {
+	b.mu.Lock()
+	delete(b.running, receipt)
+	b.mu.Unlock()
+}
+
+func (w *Worker) heartbeat(ctx context.Context, b *beats, stop <-chan struct{}) {
 	every := w.cfg.Visibility / 3
-	var (
-		mu      sync.Mutex
-		stopped bool
-		t       *time.Timer
-	)
-	beat := func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
+	t := time.NewTicker(max(every/4, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
 			return
+		case now := <-t.C:
+			var due []string
+			b.mu.Lock()
+			for r, last := range b.running {
+				if now.Sub(last) >= every {
+					due = append(due, r)
+					b.running[r] = now
+				}
+			}
+			b.mu.Unlock()
+			for _, r := range due {
+				if err := w.q.Extend(ctx, r, w.cfg.Visibility); err != nil {
+					w.cfg.Logger.Warn("bus: extend visibility failed", "queue", w.q.Name(), "err", err)
+				}
+			}
 		}
-		if err := w.q.Extend(ctx, receipt, w.cfg.Visibility); err != nil {
-			w.cfg.Logger.Warn("bus: extend visibility failed", "queue", w.q.Name(), "err", err)
-		}
-		t.Reset(every)
-	}
-	mu.Lock()
-	t = time.AfterFunc(every, beat)
-	mu.Unlock()
-	return func() {
-		mu.Lock()
-		stopped = true
-		t.Stop()
-		mu.Unlock()
 	}
 }
 
