@@ -394,6 +394,9 @@ func (ix *index) match(event []byte, dst []string) ([]string, error) {
 		return dst, nil
 	}
 	slices.Sort(sc.matched)
+	if dst == nil {
+		dst = make([]string, 0, len(sc.matched))
+	}
 	for _, r := range sc.matched {
 		dst = append(dst, ix.names[r])
 	}

@@ -67,15 +67,28 @@ func (n *tnode) lookup(key []byte) *tnode {
 
 // step follows an event key, which may itself contain dots.
 func (n *tnode) step(key []byte) *tnode {
-	for {
-		dot := bytes.IndexByte(key, '.')
-		if dot < 0 {
-			return n.lookup(key)
+	if c := n.lookup(key); c != nil {
+		return c // trie keys never contain '.', so this is the whole answer
+	}
+	dot := -1
+	for i, c := range key {
+		if c == '.' {
+			dot = i
+			break
 		}
+	}
+	if dot < 0 {
+		return nil
+	}
+	for {
 		if n = n.lookup(key[:dot]); n == nil {
 			return nil
 		}
 		key = key[dot+1:]
+		dot = bytes.IndexByte(key, '.')
+		if dot < 0 {
+			return n.lookup(key)
+		}
 	}
 }
 
@@ -99,13 +112,22 @@ func (p *scanner) errf(format string, args ...any) error {
 	return fmt.Errorf("%w: at byte %d: %s", ErrInvalidEvent, p.i, fmt.Sprintf(format, args...))
 }
 
+// ws skips whitespace; the check is inlined and the loop only runs when
+// there is any (compact JSON has none).
 func (p *scanner) ws() {
+	if p.i < len(p.b) && p.b[p.i] <= ' ' {
+		p.wsLoop()
+	}
+}
+
+func (p *scanner) wsLoop() {
 	for p.i < len(p.b) {
-		c := p.b[p.i]
-		if c > ' ' || (c != ' ' && c != '\n' && c != '\t' && c != '\r') {
+		switch p.b[p.i] {
+		case ' ', '\n', '\t', '\r':
+			p.i++
+		default:
 			return
 		}
-		p.i++
 	}
 }
 
