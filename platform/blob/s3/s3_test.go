@@ -40,10 +40,11 @@ func uniqueBucket(t *testing.T) string {
 }
 
 // newMotoStore creates a store on a fresh bucket in moto and removes the
-// bucket with its objects when the test ends.
-func newMotoStore(t *testing.T) *blobs3.Store {
+// bucket with its objects when the test ends. cfg comes from motoConfig,
+// called once per top-level test: the reachability probe asks moto for its
+// whole state, which is slow on a busy shared server.
+func newMotoStore(t *testing.T, cfg aws.Config) *blobs3.Store {
 	t.Helper()
-	cfg := motoConfig(t)
 	bucket := uniqueBucket(t)
 	s, err := blobs3.New(t.Context(), cfg, bucket)
 	if err != nil {
@@ -75,12 +76,13 @@ func newMotoStore(t *testing.T) *blobs3.Store {
 
 func TestConformanceMoto(t *testing.T) {
 	t.Parallel()
-	blobtest.Run(t, func(t *testing.T) blob.Store { return newMotoStore(t) })
+	cfg := motoConfig(t)
+	blobtest.Run(t, func(t *testing.T) blob.Store { return newMotoStore(t, cfg) })
 }
 
 func TestEnsureBucketIdempotentMoto(t *testing.T) {
 	t.Parallel()
-	s := newMotoStore(t)
+	s := newMotoStore(t, motoConfig(t))
 	for range 2 {
 		if err := s.EnsureBucket(t.Context()); err != nil {
 			t.Fatalf("EnsureBucket again: %v", err)

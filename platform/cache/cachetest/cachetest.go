@@ -273,7 +273,7 @@ func testTTL(t *testing.T, newCache func(*testing.T, int) cache.Cache) {
 	}
 	ctx := t.Context()
 	c := newCache(t, 100)
-	const ttl = 800 * time.Millisecond
+	const ttl = 1500 * time.Millisecond
 	ok, err := c.Fill(ctx, "s", wantMiss(t, c, "s"), entries(1), ttl)
 	if err != nil || !ok {
 		t.Fatalf("Fill = %v, %v", ok, err)
@@ -283,7 +283,7 @@ func testTTL(t *testing.T, newCache func(*testing.T, int) cache.Cache) {
 	if err := c.Append(ctx, "s", entries(2), ttl); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(ttl*3/4 + 50*time.Millisecond)
+	time.Sleep(ttl*3/4 + 100*time.Millisecond)
 	wantHit(t, c, "s", 1, 2) // past the fill's expiry, within the append's
 	time.Sleep(ttl)
 	wantMiss(t, c, "s")
