@@ -20,8 +20,11 @@ fi
 # --download-external-modules false: every module is local.
 # Negative fixtures under testdata/ are deliberately broken copies for the Go
 # checks, so they are excluded.
+# Offline: no update check, no download of Prisma Cloud guidelines/mappings.
+export CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE
 exec "$venv/bin/checkov" --quiet --compact \
   --framework terraform \
   --download-external-modules false \
+  --skip-download \
   --skip-path 'testdata' \
   -d "$root/terraform" "$@"

@@ -45,13 +45,13 @@ variable "node_type" {
 }
 
 variable "num_cache_clusters" {
-  description = "Nodes in the replication group (1 primary + replicas); 2 or more enables automatic failover across availability zones."
+  description = "Nodes in the replication group (1 primary + replicas); at least 2, for Multi-AZ automatic failover."
   type        = number
   default     = 2
 
   validation {
-    condition     = var.num_cache_clusters >= 1 && var.num_cache_clusters <= 6
-    error_message = "The num_cache_clusters must be 1..6."
+    condition     = var.num_cache_clusters >= 2 && var.num_cache_clusters <= 6
+    error_message = "The num_cache_clusters must be 2..6 (a primary and at least one replica in another availability zone)."
   }
 }
 

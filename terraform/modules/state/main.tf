@@ -38,10 +38,10 @@ resource "aws_dynamodb_table" "this" {
   tags = var.tags
 }
 
-# checkov:skip=CKV_AWS_18: access logging needs a second bucket per deployment; CloudTrail data events are the recommended audit trail for this bucket.
-# checkov:skip=CKV_AWS_144: cross-region replication is a disaster-recovery choice of the deployer, not a default of this module.
-# checkov:skip=CKV2_AWS_62: nothing consumes bucket event notifications; agentbus reads blobs by reference.
 resource "aws_s3_bucket" "blobs" {
+  # checkov:skip=CKV_AWS_18: access logging needs a second bucket per deployment; CloudTrail data events are the recommended audit trail for this bucket.
+  # checkov:skip=CKV_AWS_144: cross-region replication is a disaster-recovery choice of the deployer, not a default of this module.
+  # checkov:skip=CKV2_AWS_62: nothing consumes bucket event notifications; agentbus reads blobs by reference.
   bucket        = var.bucket_name
   force_destroy = var.force_destroy
 
