@@ -326,4 +326,3 @@ func EnvironmentContract(m *Module, service string) (env, secrets []string, err 
 	secrets, err = names("secrets")
 	return env, secrets, err
 }
-
