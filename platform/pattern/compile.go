@@ -223,7 +223,13 @@ func (c *compiler) values(n *jnode, path string) (f field, err error) {
 	for _, v := range n.arr {
 		switch v.kind {
 		case 's':
-			f.ops = append(f.ops, &op{kind: opExactStr, s: v.text})
+			o := &op{kind: opExactStr, s: v.text}
+			// As in event-ruler, an exact string that is an IP address
+			// matches the same address written another way (2001:DB8::1).
+			if a, err := netip.ParseAddr(v.text); err == nil && a.Zone() == "" {
+				o.ip = a
+			}
+			f.ops = append(f.ops, o)
 		case 'n':
 			o, err := exactNumber(v.text, path)
 			if err != nil {

@@ -47,6 +47,7 @@ type conjInfo struct {
 
 type pathIdx struct {
 	exactStr     map[string][]int32
+	exactIP      map[netip.Addr][]int32
 	exactLit     [3][]int32 // true, false, null
 	exactNum     map[float64][]int32
 	exactNumText map[string][]int32
@@ -186,6 +187,12 @@ func buildIndex(rules []ruleEntry) *index {
 					switch o.kind {
 					case opExactStr:
 						pi.exactStr = addMap(pi.exactStr, o.s, fid)
+						if o.ip.IsValid() {
+							if pi.exactIP == nil {
+								pi.exactIP = map[netip.Addr][]int32{}
+							}
+							pi.exactIP[o.ip] = append(pi.exactIP[o.ip], fid)
+						}
 					case opExactLit:
 						s := litSlot(o.lit)
 						pi.exactLit[s] = append(pi.exactLit[s], fid)
@@ -622,8 +629,11 @@ func (pi *pathIdx) probe(ix *index, sc *scratch, l *leaf, li int32) {
 				}
 			}
 		}
-		if len(pi.cidr) > 0 && looksLikeIP(v) {
+		if (len(pi.cidr) > 0 || pi.exactIP != nil) && looksLikeIP(v) {
 			if a, err := netip.ParseAddr(v); err == nil && a.Zone() == "" {
+				// the same address, possibly written differently (a repeat
+				// of an exact hit is harmless)
+				sc.hitAll(ix, pi.exactIP[a], li)
 				for _, g := range pi.cidr {
 					if g.is4 != a.Is4() {
 						continue

@@ -52,6 +52,7 @@ type op struct {
 	loIncl   bool
 	hiIncl   bool
 	prefix   netip.Prefix
+	ip       netip.Addr // opExactStr whose text is an IP address
 	wc       *wildcard
 	wcs      []*wildcard
 }
@@ -131,7 +132,17 @@ func lowerString(s string) string { return strings.ToLower(s) }
 func (o *op) match(l *leaf) bool {
 	switch o.kind {
 	case opExactStr:
-		return l.kind == 's' && bstr(l.val) == o.s
+		if l.kind != 's' {
+			return false
+		}
+		if bstr(l.val) == o.s {
+			return true
+		}
+		if o.ip.IsValid() && looksLikeIP(bstr(l.val)) {
+			a, err := netip.ParseAddr(bstr(l.val))
+			return err == nil && a == o.ip
+		}
+		return false
 	case opExactNum:
 		if l.kind != 'n' {
 			return false
