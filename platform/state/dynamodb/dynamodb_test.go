@@ -131,6 +131,59 @@ func (r *recorder) UpdateTimeToLive(ctx context.Context, in *awsddb.UpdateTimeTo
 	return r.API.UpdateTimeToLive(ctx, in, o...)
 }
 
+// serial runs one DynamoDB request at a time. moto's DynamoDB has no
+// locking and its server is threaded, so two concurrent conditional writes
+// to one item can both pass their condition — a guarantee AWS gives and moto
+// lacks (see docs/state.md). Serialising requests restores per-request
+// atomicity only: the store's goroutines still interleave their reads and
+// conditional writes freely, which is what the race cases exercise.
+type serial struct {
+	ddb.API
+	mu sync.Mutex
+}
+
+func (s *serial) GetItem(ctx context.Context, in *awsddb.GetItemInput, o ...func(*awsddb.Options)) (*awsddb.GetItemOutput, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.API.GetItem(ctx, in, o...)
+}
+
+func (s *serial) PutItem(ctx context.Context, in *awsddb.PutItemInput, o ...func(*awsddb.Options)) (*awsddb.PutItemOutput, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.API.PutItem(ctx, in, o...)
+}
+
+func (s *serial) UpdateItem(ctx context.Context, in *awsddb.UpdateItemInput, o ...func(*awsddb.Options)) (*awsddb.UpdateItemOutput, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.API.UpdateItem(ctx, in, o...)
+}
+
+func (s *serial) Query(ctx context.Context, in *awsddb.QueryInput, o ...func(*awsddb.Options)) (*awsddb.QueryOutput, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.API.Query(ctx, in, o...)
+}
+
+func (s *serial) BatchGetItem(ctx context.Context, in *awsddb.BatchGetItemInput, o ...func(*awsddb.Options)) (*awsddb.BatchGetItemOutput, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.API.BatchGetItem(ctx, in, o...)
+}
+
+func (s *serial) BatchWriteItem(ctx context.Context, in *awsddb.BatchWriteItemInput, o ...func(*awsddb.Options)) (*awsddb.BatchWriteItemOutput, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.API.BatchWriteItem(ctx, in, o...)
+}
+
+func (s *serial) TransactWriteItems(ctx context.Context, in *awsddb.TransactWriteItemsInput, o ...func(*awsddb.Options)) (*awsddb.TransactWriteItemsOutput, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.API.TransactWriteItems(ctx, in, o...)
+}
+
 // countingBlobs counts Puts, to prove large values were offloaded.
 type countingBlobs struct {
 	ddb.Blobs
@@ -145,9 +198,12 @@ func (c *countingBlobs) Put(ctx context.Context, key string, data []byte) error 
 	return c.Blobs.Put(ctx, key, data)
 }
 
-func newMotoStore(t *testing.T, api ddb.API, blobs ddb.Blobs) *ddb.Store {
+// newMotoStore creates a store on a fresh table in moto (through api, or
+// client itself when api is nil) and deletes the table when the test ends.
+// The client is made once per top-level test: testenv probes moto on every
+// call, and a probe timing out under load would skip the subtest.
+func newMotoStore(t *testing.T, client *awsddb.Client, api ddb.API, blobs ddb.Blobs) *ddb.Store {
 	t.Helper()
-	client := motoClient(t)
 	if api == nil {
 		api = client
 	}
@@ -180,10 +236,11 @@ func localBlobs(t *testing.T) ddb.Blobs {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	rec := &recorder{API: motoClient(t), ops: map[string]bool{}}
+	client := motoClient(t)
+	rec := &recorder{API: client, ops: map[string]bool{}}
 	t.Run("suite", func(t *testing.T) {
 		statetest.Run(t, func(t *testing.T) state.Store {
-			return newMotoStore(t, rec, localBlobs(t))
+			return newMotoStore(t, client, &serial{API: rec}, localBlobs(t))
 		})
 	})
 	// Every operation the store called is covered by the IAM action lists
@@ -207,7 +264,7 @@ func TestConformance(t *testing.T) {
 func TestEnsureTableIdempotent(t *testing.T) {
 	t.Parallel()
 	client := motoClient(t)
-	s := newMotoStore(t, nil, nil)
+	s := newMotoStore(t, client, nil, nil)
 	if err := s.EnsureTable(t.Context()); err != nil {
 		t.Fatalf("second EnsureTable: %v", err)
 	}
@@ -235,7 +292,7 @@ func TestEnsureTableIdempotent(t *testing.T) {
 func TestLargeEntryOffloaded(t *testing.T) {
 	t.Parallel()
 	blobs := &countingBlobs{Blobs: localBlobs(t)}
-	s := newMotoStore(t, nil, blobs)
+	s := newMotoStore(t, motoClient(t), nil, blobs)
 	ctx := t.Context()
 	big := []byte(`{"x":"` + strings.Repeat("y", state.MaxInlineValue) + `"}`)
 	if _, err := s.AppendHistory(ctx, "s-1", state.Entry{Source: "src", ID: "big", Data: big}); err != nil {
@@ -279,7 +336,7 @@ func TestLargeEntryOffloaded(t *testing.T) {
 
 func TestLargeWithoutBlobs(t *testing.T) {
 	t.Parallel()
-	s := newMotoStore(t, nil, nil)
+	s := newMotoStore(t, motoClient(t), nil, nil)
 	big := []byte(strings.Repeat("y", state.MaxInlineValue+1))
 	_, err := s.AppendHistory(t.Context(), "s-1", state.Entry{Source: "src", ID: "big", Data: big})
 	if !errors.Is(err, state.ErrTooLarge) {
