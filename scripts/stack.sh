@@ -40,7 +40,7 @@ wait_for() { # wait_for <what> <command...>
 }
 
 redis_up() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
-moto_up() { curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/data.json" >/dev/null; }
+moto_up() { curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null; }
 
 up() {
   install_redis

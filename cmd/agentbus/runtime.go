@@ -24,8 +24,8 @@ import (
 	"github.com/agentbus/agentbus/platform/bus/local"
 	cachemem "github.com/agentbus/agentbus/platform/cache/memory"
 	"github.com/agentbus/agentbus/platform/model"
-	"github.com/agentbus/agentbus/platform/outbox"
 	"github.com/agentbus/agentbus/platform/state"
+	"github.com/agentbus/agentbus/platform/state/outbox"
 	"github.com/agentbus/agentbus/platform/state/sqlite"
 	"github.com/agentbus/agentbus/services/executor"
 	"github.com/agentbus/agentbus/services/memory"
@@ -199,7 +199,7 @@ func startEmbedded(ctx context.Context, cfg embeddedConfig) (_ *embedded, err er
 		cfg.Hooks.at("before_outbox_publish")
 		return rt.Publisher.Publish(ctx, evs...)
 	})
-	relay := outbox.New(store, relayPub, outbox.Options{Logger: cfg.Logger, Interval: 100 * time.Millisecond})
+	relay := outbox.NewRelay(store, relayPub, outbox.Options{Logger: cfg.Logger, Interval: 100 * time.Millisecond})
 	rt.Store = outbox.Notifying(store, relay)
 	if err := registerBuiltins(cfg.Tools, rt.Store); err != nil {
 		return nil, err

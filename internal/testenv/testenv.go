@@ -34,8 +34,10 @@ func Missing(t testing.TB, what string) {
 func AWSEndpoint(t testing.TB) string {
 	t.Helper()
 	ep := firstNonEmpty(os.Getenv("AGENTBUS_TEST_AWS_ENDPOINT"), os.Getenv("AWS_ENDPOINT_URL"), "http://127.0.0.1:5000")
-	c := http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(strings.TrimSuffix(ep, "/") + "/moto-api/data.json")
+	c := http.Client{Timeout: 10 * time.Second}
+	// /moto-api/ is moto's dashboard page: cheap, unlike data.json, which
+	// serialises the whole shared server state.
+	resp, err := c.Get(strings.TrimSuffix(ep, "/") + "/moto-api/")
 	if err != nil {
 		Missing(t, "moto server at "+ep)
 		return ""

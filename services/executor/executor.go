@@ -27,6 +27,7 @@ import (
 	"github.com/agentbus/agentbus/events"
 	"github.com/agentbus/agentbus/platform/bus"
 	"github.com/agentbus/agentbus/platform/state"
+	"github.com/agentbus/agentbus/platform/state/outbox"
 	"github.com/agentbus/agentbus/tools"
 )
 
@@ -251,9 +252,9 @@ func (x *Executor) outbox(sid string, cause event.Event, data events.Payload, pa
 	if err != nil {
 		return state.OutboxEvent{}, fmt.Errorf("executor: build %T: %w", data, err)
 	}
-	b, err := json.Marshal(ev)
+	out, err := outbox.FromEvents(ev)
 	if err != nil {
-		return state.OutboxEvent{}, fmt.Errorf("executor: encode %T: %w", data, err)
+		return state.OutboxEvent{}, fmt.Errorf("executor: %w", err)
 	}
-	return state.OutboxEvent{ID: ev.Source() + " " + ev.ID(), Payload: b}, nil
+	return out[0], nil
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/agentbus/agentbus/platform/bus"
 	"github.com/agentbus/agentbus/platform/model"
 	"github.com/agentbus/agentbus/platform/state"
+	"github.com/agentbus/agentbus/platform/state/outbox"
 	"github.com/agentbus/agentbus/tools"
 )
 
@@ -330,11 +331,7 @@ func (p *Planner) emit(sid string, cause event.Event, kind string, data events.P
 	if err != nil {
 		return nil, fmt.Errorf("planner: build %T: %w", data, err)
 	}
-	b, err := json.Marshal(ev)
-	if err != nil {
-		return nil, fmt.Errorf("planner: encode %T: %w", data, err)
-	}
-	return []state.OutboxEvent{{ID: ev.Source() + " " + ev.ID(), Payload: b}}, nil
+	return outbox.FromEvents(ev)
 }
 
 func (p *Planner) load(ctx context.Context, sid string) (state.Session, *run, error) {
