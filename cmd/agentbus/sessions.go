@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -171,7 +170,7 @@ func deleteSession(ctx context.Context, w io.Writer, st state.Store, dataDir, si
 			return err
 		}
 		defer blobs.Close()
-		for _, prefix := range []string{state.BlobPrefix(sid), claimcheck.DefaultKeyPrefix + url.PathEscape(sid) + "/"} {
+		for _, prefix := range []string{state.BlobPrefix(sid), claimcheck.SessionKeyPrefix(claimcheck.DefaultKeyPrefix, sid)} {
 			if err := blobs.DeletePrefix(ctx, prefix); err != nil {
 				return fmt.Errorf("delete blobs %s: %w", prefix, err)
 			}
