@@ -148,8 +148,13 @@ func indexSK(createdMs int64, id string) string {
 
 // dedupeSK escapes source and id so that "#" inside them cannot make two
 // different pairs collide.
+// A pair too long for DynamoDB's 1 KB sort key is hashed instead.
 func dedupeSK(source, id string) string {
-	return "HID#" + url.PathEscape(source) + "#" + url.PathEscape(id)
+	sk := "HID#" + url.PathEscape(source) + "#" + url.PathEscape(id)
+	if len(sk) > 900 {
+		return "HIDH#" + hashKey(source, id)
+	}
+	return sk
 }
 
 func hashKey(parts ...string) string {

@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -34,10 +35,11 @@ func TestConformanceFile(t *testing.T) {
 	})
 }
 
-// TestDurable proves the file store keeps its data across a close and reopen.
+// TestDurable proves the file store keeps its data across a close and
+// reopen, also at a path with characters that are special in a URI.
 func TestDurable(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "state.db")
+	path := filepath.Join(t.TempDir(), "odd ?#% name.db")
 	s, err := sqlite.Open(t.Context(), path)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -55,6 +57,9 @@ func TestDurable(t *testing.T) {
 	defer s.Close()
 	if _, err := s.GetSession(t.Context(), "s"); err != nil {
 		t.Fatalf("GetSession after reopen: %v", err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("database not at %q: %v", path, err)
 	}
 	if evs, err := s.PendingOutbox(t.Context(), 10); err != nil || len(evs) != 1 {
 		t.Fatalf("PendingOutbox after reopen = %v, %v", evs, err)

@@ -9,6 +9,7 @@ package statetest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -67,6 +68,8 @@ func Run(t *testing.T, newStore func(t *testing.T) state.Store) {
 		{"OutboxAtomicity", testOutboxAtomicity},
 		{"OutboxPendingMarkSent", testOutboxPendingMarkSent},
 		{"OutboxLargePayload", testOutboxLargePayload},
+		{"CanceledContext", testCanceledContext},
+		{"LongIDs", testLongIDs},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -1215,4 +1218,56 @@ func testOutboxLargePayload(t *testing.T, s state.Store) {
 	if !bytes.Equal(got["big"], payload) {
 		t.Fatalf("large outbox payload read back as %d bytes, want %d", len(got["big"]), len(payload))
 	}
+}
+
+func testCanceledContext(t *testing.T, s state.Store) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := s.CreateSession(ctx, state.Session{ID: "s-1", Status: state.StatusRunning}, ob("x")); err == nil {
+		t.Fatal("CreateSession with a canceled context succeeded")
+	}
+	if _, err := s.AppendHistory(ctx, "s-1", entry(1)); err == nil {
+		t.Fatal("AppendHistory with a canceled context succeeded")
+	}
+	if _, _, err := s.Claim(ctx, claimReq("s-1", "k", "h", time.Minute)); err == nil {
+		t.Fatal("Claim with a canceled context succeeded")
+	}
+	if _, err := s.GetSession(t.Context(), "s-1"); !errors.Is(err, state.ErrNotFound) {
+		t.Errorf("a canceled create stored the session: %v", err)
+	}
+	if _, err := s.GetClaim(t.Context(), "s-1", "k"); !errors.Is(err, state.ErrNotFound) {
+		t.Errorf("a canceled claim was stored: %v", err)
+	}
+	wantPending(t, s)
+}
+
+// testLongIDs uses identifiers at MaxIDLen, full of key separators, which a
+// store must keep distinct and within its key limits.
+func testLongIDs(t *testing.T, s state.Store) {
+	ctx := t.Context()
+	long := func(c string) string { return strings.Repeat(c, state.MaxIDLen) }
+	a := state.Entry{Source: long("#"), ID: long("/"), Data: []byte(`{"a":1}`)}
+	b := state.Entry{Source: long("#"), ID: long("%"), Data: []byte(`{"b":1}`)}
+	c := state.Entry{Source: "x#y", ID: "z", Data: []byte(`{"c":1}`)}
+	d := state.Entry{Source: "x", ID: "y#z", Data: []byte(`{"d":1}`)}
+	if n, err := s.AppendHistory(ctx, "s-1", a, b, c, d, a, c); err != nil || n != 4 {
+		t.Fatalf("AppendHistory(long and separator-laden ids) = %d, %v; want 4", n, err)
+	}
+	got := readAll(t, s, "s-1", 10)
+	if len(got) != 4 || got[0].Source != a.Source || got[0].ID != a.ID || got[1].ID != b.ID {
+		t.Fatalf("read back %d entries", len(got))
+	}
+	key := long("k")
+	if _, ok, err := s.Claim(ctx, claimReq("s-1", key, long("h"), time.Minute)); err != nil || !ok {
+		t.Fatalf("Claim(long key) = %v, %v", ok, err)
+	}
+	if _, err := s.RecordResult(ctx, state.StepKey{SessionID: "s-1", Step: 1}, long("c"), []byte(`1`)); err != nil {
+		t.Fatalf("RecordResult(long call id): %v", err)
+	}
+	if _, err := s.CreateSession(ctx, state.Session{ID: strings.Repeat("s", 200), Status: state.StatusRunning}, ob(long("o"))); err != nil {
+		t.Fatalf("CreateSession(longest id, long outbox id): %v", err)
+	}
+	wantPending(t, s, long("o"))
+	_, err := s.AppendHistory(ctx, "s-1", state.Entry{Source: "x", ID: long("i") + "i"})
+	wantErr(t, "AppendHistory(id over MaxIDLen)", err, state.ErrInvalid)
 }
