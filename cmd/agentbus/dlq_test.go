@@ -247,6 +247,11 @@ func TestDLQOnSQS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		for _, u := range []string{info.URL, info.DLQURL} {
+			_, _ = client.DeleteQueue(context.Background(), &sqssdk.DeleteQueueInput{QueueUrl: aws.String(u)})
+		}
+	})
 	for _, body := range []string{string(dlqEvent(t, "ev-dlq-1")), "garbage"} {
 		if _, err := client.SendMessage(ctx, &sqssdk.SendMessageInput{QueueUrl: aws.String(info.URL), MessageBody: aws.String(body)}); err != nil {
 			t.Fatal(err)

@@ -29,6 +29,7 @@ func TestStackBootstrap(t *testing.T) {
 	ctx := context.Background()
 	args := []string{"stack", "bootstrap", "--endpoint", ep, "--prefix", prefix}
 
+	t.Cleanup(func() { teardownStack(ep, prefix) })
 	code, first, errOut := runCLI(t, args...)
 	if code != 0 {
 		t.Fatalf("bootstrap: exit %d: %s", code, errOut)
@@ -124,6 +125,30 @@ func TestStackBootstrap(t *testing.T) {
 			t.Errorf("queue %s: %d messages (%v), want the published event", q, len(msgs), err)
 		}
 	}
+}
+
+// teardownStack deletes what bootstrap created, so that a long-lived moto
+// stays small. Errors only leak resources in the stand-in.
+func teardownStack(ep, prefix string) {
+	ctx := context.Background()
+	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""), BaseEndpoint: aws.String(ep)}
+	eb, sq := ebsdk.NewFromConfig(cfg), sqssdk.NewFromConfig(cfg)
+	catalog, _ := rules.Catalog()
+	specs, _ := rules.Queues(catalog)
+	for _, r := range catalog {
+		_, _ = eb.RemoveTargets(ctx, &ebsdk.RemoveTargetsInput{Rule: aws.String(r.Name), EventBusName: aws.String(prefix), Ids: []string{eventbridge.TargetID}})
+		_, _ = eb.DeleteRule(ctx, &ebsdk.DeleteRuleInput{Name: aws.String(r.Name), EventBusName: aws.String(prefix)})
+	}
+	_, _ = eb.DeleteEventBus(ctx, &ebsdk.DeleteEventBusInput{Name: aws.String(prefix)})
+	for _, q := range specs {
+		for _, name := range []string{sqs.QueueName(prefix, q.Name), sqs.DLQName(sqs.QueueName(prefix, q.Name))} {
+			if out, err := sq.GetQueueUrl(ctx, &sqssdk.GetQueueUrlInput{QueueName: aws.String(name)}); err == nil {
+				_, _ = sq.DeleteQueue(ctx, &sqssdk.DeleteQueueInput{QueueUrl: out.QueueUrl})
+			}
+		}
+	}
+	_, _ = s3sdk.NewFromConfig(cfg, func(o *s3sdk.Options) { o.UsePathStyle = true }).DeleteBucket(ctx, &s3sdk.DeleteBucketInput{Bucket: aws.String(prefix + "-blobs")})
+	_, _ = ddbsdk.NewFromConfig(cfg).DeleteTable(ctx, &ddbsdk.DeleteTableInput{TableName: aws.String(prefix + "-state")})
 }
 
 func jsonNum(n int) string {

@@ -34,11 +34,25 @@ func uniqueName(t testing.TB, prefix string) string {
 	return prefix + "-" + hex.EncodeToString(b)
 }
 
+// deleteBus removes a test's bus and rules when it ends, so that a
+// long-lived moto stays small.
+func deleteBus(t testing.TB, c *eventbridge.Client, busName string, rules ...string) {
+	t.Cleanup(func() {
+		ctx := context.Background()
+		for _, r := range rules {
+			_, _ = c.RemoveTargets(ctx, &eventbridge.RemoveTargetsInput{Rule: aws.String(r), EventBusName: aws.String(busName), Ids: []string{TargetID}})
+			_, _ = c.DeleteRule(ctx, &eventbridge.DeleteRuleInput{Name: aws.String(r), EventBusName: aws.String(busName)})
+		}
+		_, _ = c.DeleteEventBus(ctx, &eventbridge.DeleteEventBusInput{Name: aws.String(busName)})
+	})
+}
+
 func TestEnsureBusIdempotent(t *testing.T) {
 	t.Parallel()
 	c := motoClient(t)
 	ctx := context.Background()
 	name := uniqueName(t, "ebtest")
+	deleteBus(t, c, name)
 	first, err := EnsureBus(ctx, c, name)
 	if err != nil {
 		t.Fatal(err)
@@ -60,6 +74,7 @@ func TestEnsureRuleIdempotent(t *testing.T) {
 	c := motoClient(t)
 	ctx := context.Background()
 	busName := uniqueName(t, "ebtest")
+	deleteBus(t, c, busName, "planner-agent-requested")
 	if _, err := EnsureBus(ctx, c, busName); err != nil {
 		t.Fatal(err)
 	}
@@ -145,6 +160,7 @@ func TestPublishToMoto(t *testing.T) {
 	t.Parallel()
 	c := motoClient(t)
 	busName := uniqueName(t, "ebtest")
+	deleteBus(t, c, busName)
 	if _, err := EnsureBus(context.Background(), c, busName); err != nil {
 		t.Fatal(err)
 	}

@@ -73,7 +73,18 @@ func newMotoQueue(t testing.TB, maxReceive int) (*sqs.Client, *Queue) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	deleteQueues(t, c, info)
 	return c, NewFromClient(c, info, WithLogger(quietLog()))
+}
+
+// deleteQueues removes a test's queues when it ends, so that a long-lived
+// moto stays small (its state dump, which testenv probes, grows with it).
+func deleteQueues(t testing.TB, c *sqs.Client, info Info) {
+	t.Cleanup(func() {
+		for _, u := range []string{info.URL, info.DLQURL} {
+			_, _ = c.DeleteQueue(context.Background(), &sqs.DeleteQueueInput{QueueUrl: aws.String(u)})
+		}
+	})
 }
 
 func cloudEvent(t testing.TB, id string) event.Event {
@@ -131,6 +142,7 @@ func TestEnsureQueueIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	deleteQueues(t, c, first)
 	spec.MaxReceiveCount = 4 // a changed setting converges
 	second, err := EnsureQueue(ctx, c, spec)
 	if err != nil {
@@ -448,5 +460,46 @@ func TestDLQOpsWithoutDLQ(t *testing.T) {
 	}
 	if err := q.DeadLetter(ctx, bus.Message{ID: "m", Body: []byte("x")}, "r"); !errors.Is(err, errNoDLQ) {
 		t.Errorf("DeadLetter: %v", err)
+	}
+}
+
+// TestDLQManyPages lists and redrives more dead letters than one receive
+// returns: List must gather distinct messages across receives and leave
+// them all in place.
+func TestDLQManyPages(t *testing.T) {
+	t.Parallel()
+	c, q := newMotoQueue(t, 5)
+	ctx := context.Background()
+	const n = 23
+	for i := range n {
+		if _, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(q.Info().DLQURL), MessageBody: aws.String(`{"n":` + string(rune('0'+i%10)) + `}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		max, want int
+	}{{5, 5}, {12, 12}, {100, n}, {0, n}}
+	for _, tc := range tests {
+		dl, err := q.List(ctx, tc.max)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, d := range dl {
+			seen[d.ID] = true
+			if d.Reason != ReasonRedrivePolicy {
+				t.Errorf("reason %q for a message without agentbus attributes", d.Reason)
+			}
+		}
+		if len(dl) != tc.want || len(seen) != tc.want {
+			t.Errorf("List(%d) = %d (%d distinct), want %d", tc.max, len(dl), len(seen), tc.want)
+		}
+	}
+	moved, err := q.Redrive(ctx, 100)
+	if err != nil || moved != n {
+		t.Fatalf("Redrive = %d, %v; want %d", moved, err, n)
+	}
+	if got := receiveAll(t, q, n, time.Minute); len(got) != n {
+		t.Errorf("source queue holds %d after redrive, want %d", len(got), n)
 	}
 }
