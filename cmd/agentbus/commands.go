@@ -13,5 +13,6 @@ func subcommands() []*cobra.Command {
 		newSessionsCmd(),
 		newStackCmd(),
 		newDlqCmd(),
+		newServeCmd(),
 	}
 }

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+
+	"github.com/agentbus/agentbus/events"
+	"github.com/agentbus/agentbus/events/rules"
+	s3blob "github.com/agentbus/agentbus/platform/blob/s3"
+	"github.com/agentbus/agentbus/platform/bus"
+	"github.com/agentbus/agentbus/platform/bus/claimcheck"
+	"github.com/agentbus/agentbus/platform/bus/eventbridge"
+	"github.com/agentbus/agentbus/platform/bus/sqs"
+	rediscache "github.com/agentbus/agentbus/platform/cache/redis"
+	"github.com/agentbus/agentbus/platform/model"
+	"github.com/agentbus/agentbus/platform/model/bedrock"
+	"github.com/agentbus/agentbus/platform/state/dynamodb"
+	"github.com/agentbus/agentbus/platform/state/outbox"
+	"github.com/agentbus/agentbus/services/executor"
+	"github.com/agentbus/agentbus/services/memory"
+	"github.com/agentbus/agentbus/services/planner"
+	"github.com/agentbus/agentbus/services/toolgateway"
+	"github.com/agentbus/agentbus/tools"
+)
+
+// newServeCmd is `agentbus serve <service>`: one service of the agent loop on
+// AWS (EventBridge, SQS, S3, DynamoDB, Redis, Bedrock).
+func newServeCmd() *cobra.Command {
+	vals := map[string]*string{}
+	cmd := &cobra.Command{
+		Use:   "serve <planner|executor|memory|toolgateway>",
+		Short: "Run one agent-loop service against EventBridge/SQS/S3/DynamoDB/Redis/Bedrock",
+		Long: "Consumes the service's own SQS queue, keeps state in DynamoDB (large values in S3), publishes through " +
+			"the transactional outbox to EventBridge (large events as S3 claim checks). Configuration: flags, else the " +
+			"environment variables named in each flag's help (docs/serve.md). Stops gracefully on SIGTERM/SIGINT.",
+		Args: exactArgs(1, "a service: planner, executor, memory or toolgateway"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			set := map[string]string{}
+			for k, v := range vals {
+				if cmd.Flags().Changed(k) {
+					set[k] = *v
+				}
+			}
+			cfg, err := resolveServeConfig(args[0], set, os.Getenv)
+			if err != nil {
+				return usageErr(err)
+			}
+			log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil)).With("service", cfg.Service)
+			return serveService(cmd.Context(), cfg, serveHooks{}, log)
+		},
+	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
+	addServeFlags(cmd, vals)
+	return cmd
+}
+
+// serveHooks are what tests inject into a served service; the zero value is
+// production.
+type serveHooks struct {
+	// Tools are extra tools (tests); the built-ins are added. nil: a fresh
+	// registry.
+	Tools *tools.Registry
+	// Crash is called at the named crash points (see crashHooks).
+	Crash crashHooks
+	// LeaseMargin shortens the tool-gateway's leases (crash tests).
+	LeaseMargin time.Duration
+}
+
+// serveService runs cfg.Service until ctx ends, then stops gracefully: the
+// worker finishes (or releases) in-flight messages, the relay publishes what
+// the last handlers wrote, and the connections close.
+func serveService(ctx context.Context, cfg serveConfig, hooks serveHooks, log *slog.Logger) (err error) {
+	awsCfg, err := loadAWSConfig(ctx, cfg.Endpoint)
+	if err != nil {
+		return err
+	}
+	validator, err := events.NewValidator()
+	if err != nil {
+		return err
+	}
+	visibility := cfg.Visibility
+	if visibility == 0 {
+		if visibility, err = catalogVisibility(cfg.Service); err != nil {
+			return err
+		}
+	}
+
+	var closers []func() error
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			err = errors.Join(err, closers[i]())
+		}
+	}()
+
+	blobs, err := s3blob.New(ctx, awsCfg, cfg.Bucket)
+	if err != nil {
+		return err
+	}
+	table, err := dynamodb.New(awsCfg, cfg.Table, dynamodb.WithBlobs(blobs))
+	if err != nil {
+		return err
+	}
+	var ccOpts []claimcheck.Option
+	if cfg.MaxEventSize > 0 {
+		ccOpts = append(ccOpts, claimcheck.WithLimit(cfg.MaxEventSize))
+	}
+	checked, err := claimcheck.NewPublisher(eventbridge.New(awsCfg, cfg.BusName, eventbridge.WithLogger(log)), blobs, ccOpts...)
+	if err != nil {
+		return err
+	}
+	resolver, err := claimcheck.NewResolver(blobs, ccOpts...)
+	if err != nil {
+		return err
+	}
+	publisher := validatingPublisher(validator, checked)
+	relayPub := bus.PublisherFunc(func(ctx context.Context, evs ...event.Event) error {
+		hooks.Crash.at("before_outbox_publish")
+		return publisher.Publish(ctx, evs...)
+	})
+	// Every service runs a relay: each writes through the outbox (the
+	// memory service only when a write carries events), and the relay is
+	// also the safety net for events another process wrote and could not
+	// publish before it stopped. Relays of several processes may publish
+	// one pending event twice in a race; consumers are idempotent.
+	relay := outbox.NewRelay(table, relayPub, outbox.Options{Logger: log.With("component", "outbox")})
+	store := outbox.Notifying(table, relay)
+
+	reg := hooks.Tools
+	if reg == nil {
+		reg = tools.NewRegistry()
+	}
+	if err := registerBuiltins(reg, store); err != nil {
+		return err
+	}
+
+	var handler bus.Handler
+	switch cfg.Service {
+	case "planner":
+		var m model.Model = bedrock.New(awsCfg, cfg.BedrockModelID, bedrock.WithLogger(log))
+		handler = planner.New(store, m, reg, planner.Config{DefaultModel: cfg.BedrockModelID}, nil, log).Handle
+	case "executor":
+		handler = executor.New(executorStore{Store: store, hooks: hooks.Crash}, reg, 0, nil, log).Handle
+	case "toolgateway":
+		gw, err := toolgateway.New(toolgateway.Config{Store: store, Registry: reg, Publisher: publisher,
+			Logger: log, Hook: hooks.Crash.Point, LeaseMargin: hooks.LeaseMargin})
+		if err != nil {
+			return err
+		}
+		handler = gw.Handle
+	case "memory":
+		rc := goredis.NewClient(redisOptions(cfg))
+		closers = append(closers, rc.Close)
+		hot := memory.CacheHot(rediscache.NewFromClient(rc, rediscache.Options{}), 10*time.Minute, log)
+		handler = memory.New(store, hot, log).Handle
+	default:
+		return usageErr(fmt.Errorf("unknown service %q", cfg.Service))
+	}
+
+	queue := sqs.New(awsCfg, sqs.Info{Name: queueNameFromURL(cfg.QueueURL), URL: cfg.QueueURL, DLQURL: cfg.DLQURL}, sqs.WithLogger(log))
+	worker := bus.NewWorker(queue, bus.Chain(handler, bus.Recoverer{}.Middleware, resolver.Middleware, validating(validator)),
+		bus.WorkerConfig{Concurrency: cfg.Concurrency, Visibility: visibility, Logger: log.With("queue", queue.Name())})
+
+	var ready atomic.Bool
+	if cfg.HealthAddr != "" {
+		stop, err := serveHealth(cfg.HealthAddr, &ready, log)
+		if err != nil {
+			return usageErr(fmt.Errorf("AGENTBUS_HEALTH_ADDR (--health-addr): %w", err))
+		}
+		closers = append(closers, stop)
+	}
+
+	workCtx, stopWork := context.WithCancel(ctx)
+	defer stopWork()
+	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRelay()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = relay.Run(relayCtx) }()
+	workErr := make(chan error, 1)
+	go func() { workErr <- worker.Run(workCtx) }()
+	ready.Store(true)
+	log.Info("ready", "queue", queue.Name(), "bus", cfg.BusName, "table", cfg.Table, "bucket", cfg.Bucket,
+		"visibility", visibility.String(), "concurrency", cfg.Concurrency)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("stopping", "cause", context.Cause(ctx))
+		ready.Store(false)
+		stopWork()
+		runErr = <-workErr
+	case runErr = <-workErr:
+		ready.Store(false)
+	}
+	if errors.Is(runErr, context.Canceled) {
+		runErr = nil
+	}
+	// Publish what the last handlers wrote, then stop the relay.
+	stopRelay()
+	wg.Wait()
+	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	if n, err := relay.Flush(flushCtx); err != nil {
+		log.Warn("final outbox flush failed; another process's relay will publish the rest", "err", err)
+	} else if n > 0 {
+		log.Info("final outbox flush", "published", n)
+	}
+	cancel()
+	if runErr != nil {
+		return fmt.Errorf("serve %s: %w", cfg.Service, runErr)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// catalogVisibility is the visibility timeout the rule catalog gives the
+// service's queue (what `stack bootstrap` and Terraform configure).
+func catalogVisibility(service string) (time.Duration, error) {
+	rs, err := rules.Catalog()
+	if err != nil {
+		return 0, err
+	}
+	qs, err := rules.Queues(rs)
+	if err != nil {
+		return 0, err
+	}
+	for _, q := range qs {
+		if q.Name == service {
+			return time.Duration(q.VisibilityTimeoutSeconds) * time.Second, nil
+		}
+	}
+	return 30 * time.Second, nil
+}
+
+// redisOptions are the go-redis options of the memory service's cache: the
+// short timeouts of platform/cache/redis (a slow cache is worse than none;
+// reads fall back to DynamoDB), plus TLS and AUTH for ElastiCache.
+func redisOptions(cfg serveConfig) *goredis.Options {
+	o := &goredis.Options{
+		Addr:         cfg.RedisAddr,
+		Password:     cfg.RedisPassword,
+		DialTimeout:  time.Second,
+		ReadTimeout:  500 * time.Millisecond,
+		WriteTimeout: 500 * time.Millisecond,
+		MaxRetries:   1,
+	}
+	if cfg.RedisTLS {
+		host, _, err := net.SplitHostPort(cfg.RedisAddr)
+		if err != nil {
+			host = cfg.RedisAddr
+		}
+		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
+	}
+	return o
+}
+
+// serveHealth serves /healthz (the process is up) and /readyz (its worker
+// is consuming) on addr; the returned func stops it.
+func serveHealth(addr string, ready *atomic.Bool, log *slog.Logger) (func() error, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("health endpoint", "addr", ln.Addr().String())
+	return func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return srv.Shutdown(ctx)
+	}, nil
+}
