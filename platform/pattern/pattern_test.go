@@ -163,6 +163,8 @@ func TestSemantics(t *testing.T) {
 		{"exists false judged in the chosen element", `{"arr":{"x":[2],"y":[{"exists":false}]}}`, `{"arr":[{"y":1},{"x":2}]}`, true},
 		{"exists false, element has it", `{"arr":{"x":[2],"y":[{"exists":false}]}}`, `{"arr":[{"y":1,"x":2}]}`, false},
 		{"exists false alone sees every element", `{"arr":{"y":[{"exists":false}]}}`, `{"arr":[{"y":1},{}]}`, false},
+		{"empty key at the top", `{"":{"a":["x"]}}`, `{"":{"a":"x"}}`, true},
+		{"empty key is not no key", `{"":{"a":["x"]}}`, `{"a":"x"}`, false},
 		{"repeated key: last wins", `{"a":["x"],"a":["y"]}`, `{"a":"y"}`, true},
 		{"escaped event key", `{"a\"b":["v"]}`, `{"a\u0022b":"v"}`, true},
 		{"escaped event string", `{"a":["é\n"]}`, `{"a":"\u00e9\n"}`, true},
