@@ -265,3 +265,39 @@ func TestRunWake(t *testing.T) {
 		t.Fatal("Run did not stop on cancel")
 	}
 }
+
+func TestNotifyingWakesRelay(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	pub := &recorder{}
+	r := outbox.NewRelay(s, pub, outbox.Options{Interval: time.Hour, Logger: quiet()})
+	ns := outbox.Notifying(s, r)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go r.Run(ctx)
+	waitFor := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for len(pub.ids()) < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("published %d events, want %d: a write with outbox events did not wake the relay", len(pub.ids()), n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	time.Sleep(20 * time.Millisecond) // let Run finish its first (empty) pass
+	write(t, ns, "s-1", newEvent(t, "created"))
+	waitFor(1)
+	out, err := outbox.FromEvents(newEvent(t, "step-done"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, err := ns.CompleteStep(t.Context(), state.StepKey{SessionID: "s-1", Step: 1}, out...); err != nil || !first {
+		t.Fatalf("CompleteStep = %v, %v", first, err)
+	}
+	waitFor(2)
+	// Reads pass through to the store.
+	if _, err := ns.GetSession(t.Context(), "s-1"); err != nil {
+		t.Fatalf("GetSession through Notifying: %v", err)
+	}
+}
