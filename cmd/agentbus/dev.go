@@ -6,24 +6,42 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/agentbus/agentbus/events"
+	"github.com/agentbus/agentbus/services/api"
 	"github.com/agentbus/agentbus/services/planner"
 )
 
 func newDevCmd() *cobra.Command {
-	var f runFlags
+	var (
+		f     runFlags
+		srv   serveFlags
+		stdin bool
+	)
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Keep the embedded runtime up and run every prompt read from standard input",
-		Long: `dev starts the four services in this process, like run, and keeps them up:
-each line read from standard input is a prompt, run to its end before the next
-is read. Sessions stay in the data folder (see agentbus sessions).`,
+		Short: "Keep the embedded runtime up and serve the gRPC API (127.0.0.1:7421)",
+		Long: `dev starts the four services in this process, like run, keeps them up and
+serves the agentbus gRPC API (see docs/api.md) on --listen, 127.0.0.1:7421 by
+default, until interrupted. ` + "`agentbus run --addr`" + ` and ` + "`agentbus sessions --addr`" + ` and the
+Go client (package client) talk to it.
+
+On a loopback address the API needs no TLS or token (a --token is still
+enforced when given). On any other address dev refuses to start unless it has
+--tls-cert and --tls-key, and --token ($AGENTBUS_TOKEN) or --tls-client-ca.
+
+With --stdin, each line read from standard input is also a prompt, run to its
+end before the next is read; dev stops at the end of the input. Sessions stay
+in the data folder (see agentbus sessions).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if srv.listen == "" && !stdin {
+				return usageErr(errors.New("nothing to serve: give --listen an address or use --stdin"))
+			}
 			var spec *events.AgentSpec
 			if f.agentFile != "" {
 				s, err := planner.LoadAgentFile(f.agentFile)
@@ -40,13 +58,32 @@ is read. Sessions stay in the data folder (see agentbus sessions).`,
 			if f.verbose {
 				log = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 			}
+			if srv.listen != "" {
+				// Refuse an insecure listener before opening the data folder.
+				if _, err := api.ServerOptions(srv.listen, srv.security(), nil); err != nil {
+					return usageErr(err)
+				}
+			}
 			rt, err := startEmbedded(ctx, embeddedConfig{DataDir: f.dataDir, Model: m, Logger: log})
 			if err != nil {
 				return err
 			}
 			defer rt.Close()
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "agentbus dev · model %s · data %s · one prompt per line, end with Ctrl-D\n", modelName, f.dataDir)
+			fmt.Fprintf(out, "agentbus dev · model %s · data %s\n", modelName, f.dataDir)
+			if srv.listen != "" {
+				l, err := startAPI(rt, srv, log)
+				if err != nil {
+					return err
+				}
+				defer l.Stop(2 * time.Second)
+				fmt.Fprintf(out, "API listening on %s\n", l.Addr())
+			}
+			if !stdin {
+				<-ctx.Done()
+				return nil
+			}
+			fmt.Fprintln(out, "one prompt per line, end with Ctrl-D")
 			in := bufio.NewScanner(cmd.InOrStdin())
 			in.Buffer(make([]byte, 64*1024), 1<<20)
 			for in.Scan() {
@@ -70,10 +107,12 @@ is read. Sessions stay in the data folder (see agentbus sessions).`,
 			return in.Err()
 		},
 	}
-	cmd.Flags().StringVar(&f.agentFile, "agent", "", "agent definition file (JSON)")
+	cmd.Flags().StringVar(&f.agentFile, "agent", "", "agent definition file (JSON) for --stdin prompts")
 	cmd.Flags().StringVar(&f.scriptFile, "script", "", "script file for the offline scripted model")
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", defaultDataDir(), "folder for the embedded bus, state and blobs ($AGENTBUS_DATA_DIR)")
-	cmd.Flags().BoolVar(&f.jsonOut, "json", false, "print every event as a JSON line")
+	cmd.Flags().BoolVar(&f.jsonOut, "json", false, "print every event of --stdin prompts as a JSON line")
 	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log the services' activity to stderr")
+	cmd.Flags().BoolVar(&stdin, "stdin", false, "also run each line of standard input as a prompt; stop at its end")
+	srv.register(cmd.Flags())
 	return cmd
 }

@@ -29,6 +29,7 @@ type runFlags struct {
 	dataDir    string
 	jsonOut    bool
 	verbose    bool
+	api        apiFlags
 }
 
 func newRunCmd() *cobra.Command {
@@ -43,6 +44,13 @@ tool call as the events arrive, and prints the answer. It exits 1 on AgentFailed
 (printing the reason) and 130 when interrupted (the run is cancelled).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.api.addr != "" {
+				for _, name := range []string{"script", "data-dir", "verbose"} {
+					if cmd.Flags().Changed(name) {
+						return usageErr(fmt.Errorf("--%s configures the in-process runtime; with --addr the dev server's own settings apply", name))
+					}
+				}
+			}
 			return runAgent(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], f)
 		},
 	}
@@ -51,6 +59,7 @@ tool call as the events arrive, and prints the answer. It exits 1 on AgentFailed
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", defaultDataDir(), "folder for the embedded bus, state and blobs ($AGENTBUS_DATA_DIR)")
 	cmd.Flags().BoolVar(&f.jsonOut, "json", false, "print every event of the session as a JSON line instead of progress text")
 	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log the services' activity to stderr")
+	f.api.register(cmd.Flags())
 	return cmd
 }
 
@@ -103,6 +112,9 @@ func runAgent(ctx context.Context, stdout, stderr io.Writer, prompt string, f ru
 			return usageErr(err)
 		}
 		spec = &s
+	}
+	if f.api.addr != "" {
+		return runRemote(ctx, stdout, prompt, spec, f)
 	}
 	m, modelName, err := chooseModel(ctx, f.scriptFile)
 	if err != nil {

@@ -24,11 +24,13 @@ import (
 
 func newSessionsCmd() *cobra.Command {
 	var dataDir string
+	var remote apiFlags
 	cmd := &cobra.Command{
 		Use:   "sessions",
 		Short: "List, show or delete agent sessions of the embedded runtime",
 	}
 	cmd.PersistentFlags().StringVar(&dataDir, "data-dir", defaultDataDir(), "the embedded runtime's data folder ($AGENTBUS_DATA_DIR)")
+	remote.register(cmd.PersistentFlags())
 
 	var limit int
 	list := &cobra.Command{
@@ -36,6 +38,11 @@ func newSessionsCmd() *cobra.Command {
 		Short: "List sessions, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if remote.addr != "" {
+				return withRemote(cmd.Context(), remote, func(r remoteSessions) error {
+					return listSessions(cmd.Context(), cmd.OutOrStdout(), r, limit)
+				})
+			}
 			return withState(cmd.Context(), dataDir, func(st *sqlite.Store) error {
 				return listSessions(cmd.Context(), cmd.OutOrStdout(), st, limit)
 			})
@@ -49,6 +56,11 @@ func newSessionsCmd() *cobra.Command {
 		Short: "Print a session's timeline from its history",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if remote.addr != "" {
+				return withRemote(cmd.Context(), remote, func(r remoteSessions) error {
+					return showSession(cmd.Context(), cmd.OutOrStdout(), r, args[0], asJSON)
+				})
+			}
 			return withState(cmd.Context(), dataDir, func(st *sqlite.Store) error {
 				return showSession(cmd.Context(), cmd.OutOrStdout(), st, args[0], asJSON)
 			})
@@ -61,6 +73,9 @@ func newSessionsCmd() *cobra.Command {
 		Short: "Delete a session: its record, history, claims, fan-in and blobs",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if remote.addr != "" {
+				return usageErr(errors.New("sessions delete works on the local data folder only (the API has no delete); drop --addr"))
+			}
 			return withState(cmd.Context(), dataDir, func(st *sqlite.Store) error {
 				return deleteSession(cmd.Context(), cmd.OutOrStdout(), st, dataDir, args[0])
 			})
@@ -83,7 +98,22 @@ func withState(ctx context.Context, dataDir string, f func(*sqlite.Store) error)
 	return f(st)
 }
 
-func listSessions(ctx context.Context, w io.Writer, st state.Sessions, limit int) error {
+// sessionLister and sessionReader are what listing and showing need: the
+// state store in process, the API with --addr.
+type sessionLister interface {
+	ListSessions(ctx context.Context, cursor string, limit int) (state.SessionPage, error)
+}
+
+type sessionReader interface {
+	GetSession(ctx context.Context, id string) (state.Session, error)
+	historyReader
+}
+
+type historyReader interface {
+	ReadHistory(ctx context.Context, sessionID string, afterSeq int64, limit int) ([]state.Entry, error)
+}
+
+func listSessions(ctx context.Context, w io.Writer, st sessionLister, limit int) error {
 	page, err := st.ListSessions(ctx, "", limit)
 	if err != nil {
 		return err
@@ -97,7 +127,7 @@ func listSessions(ctx context.Context, w io.Writer, st state.Sessions, limit int
 	return tw.Flush()
 }
 
-func readAllHistory(ctx context.Context, h state.History, sid string) ([]state.Entry, error) {
+func readAllHistory(ctx context.Context, h historyReader, sid string) ([]state.Entry, error) {
 	var all []state.Entry
 	after := int64(0)
 	for {
@@ -113,7 +143,7 @@ func readAllHistory(ctx context.Context, h state.History, sid string) ([]state.E
 	}
 }
 
-func showSession(ctx context.Context, w io.Writer, st state.Store, sid string, asJSON bool) error {
+func showSession(ctx context.Context, w io.Writer, st sessionReader, sid string, asJSON bool) error {
 	sess, err := st.GetSession(ctx, sid)
 	if errors.Is(err, state.ErrNotFound) {
 		return usageErr(fmt.Errorf("no session %q", sid))
