@@ -70,6 +70,9 @@ func BenchmarkEndToEnd(b *testing.B) {
 				b.ResetTimer()
 				r := bustest.RunBench(b, benchConfig(bb, queues, 0), b.N)
 				r.Report(b)
+				es := bb.EngineStats()
+				b.ReportMetric(float64(es.Commits)/float64(b.N), "commits/event")
+				b.ReportMetric(float64(es.Requests)/float64(b.N), "requests/event")
 			})
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -160,6 +162,8 @@ type engine struct {
 	nextID  int64
 	nextDID int64
 	gen     uint64
+
+	commits, requests, rows atomic.Int64
 
 	dirty     []*msg
 	deadDirty []*deadMsg
@@ -320,6 +324,9 @@ func (e *engine) run() {
 			return
 		}
 		timer.Stop()
+		// Let goroutines that are about to send (publishers woken by the
+		// previous commit) get their requests in: a bigger group commit.
+		runtime.Gosched()
 	drain:
 		for len(e.batch) < maxBatch {
 			select {
@@ -329,6 +336,7 @@ func (e *engine) run() {
 				break drain
 			}
 		}
+		e.requests.Add(int64(len(e.batch)))
 		e.step()
 	}
 }
@@ -376,6 +384,8 @@ func (e *engine) flush(ctx context.Context) error {
 	if err := e.j.begin(ctx); err != nil {
 		return err
 	}
+	e.commits.Add(1)
+	e.rows.Add(int64(len(e.dirty) + len(e.deadDirty)))
 	if err := e.j.flushMsgs(ctx, e.dirty); err != nil {
 		return err
 	}

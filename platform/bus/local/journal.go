@@ -59,9 +59,13 @@ func openJournal(ctx context.Context, path, synchronous string) (*journal, error
 	// fails with "database is locked"), and, set before WAL is entered, keeps
 	// the WAL index in heap memory instead of a shared-memory file.
 	q.Add("_pragma", "locking_mode(EXCLUSIVE)")
+
 	q.Add("_pragma", "busy_timeout(2000)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous("+synchronous+")")
+	// Multi-row statements keep a statement journal; in memory, not a temp
+	// file.
+	q.Add("_pragma", "temp_store(MEMORY)")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("local bus: open %s: %w", path, err)

@@ -318,6 +318,17 @@ func (b *Bus) SendRaw(ctx context.Context, queue string, body []byte) error {
 	return b.do(ctx, r, r.ch)
 }
 
+// EngineStats count the engine's work since Open: requests applied,
+// transactions committed (group commits), and message rows written.
+type EngineStats struct {
+	Requests, Commits, Rows int64
+}
+
+// EngineStats reports how well group commit is batching.
+func (b *Bus) EngineStats() EngineStats {
+	return EngineStats{Requests: b.e.requests.Load(), Commits: b.e.commits.Load(), Rows: b.e.rows.Load()}
+}
+
 // Queue returns a handle on the named queue.
 func (b *Bus) Queue(name string) *Queue { return &Queue{b: b, name: name} }
 
