@@ -1,0 +1,337 @@
+package bus_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/agentbus/agentbus/platform/bus"
+)
+
+func testEvent(id string) event.Event {
+	ev := event.New()
+	ev.SetID(id)
+	ev.SetSource("test")
+	ev.SetType("test.v1")
+	return ev
+}
+
+func TestChainOrder(t *testing.T) {
+	t.Parallel()
+	var got []string
+	mw := func(name string) bus.Middleware {
+		return func(next bus.Handler) bus.Handler {
+			return func(ctx context.Context, ev event.Event) error {
+				got = append(got, name)
+				return next(ctx, ev)
+			}
+		}
+	}
+	h := bus.Chain(func(context.Context, event.Event) error { got = append(got, "h"); return nil }, mw("a"), mw("b"))
+	if err := h(context.Background(), testEvent("1")); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != "a,b,h" {
+		t.Errorf("order %v, want a,b,h", got)
+	}
+}
+
+func TestRecoverer(t *testing.T) {
+	t.Parallel()
+	panicky := func(context.Context, event.Event) error { panic("boom") }
+	for _, tc := range []struct {
+		permanent bool
+	}{{false}, {true}} {
+		err := bus.Recoverer{Permanent: tc.permanent}.Middleware(panicky)(context.Background(), testEvent("1"))
+		if !errors.Is(err, bus.ErrPanic) || !strings.Contains(err.Error(), "boom") {
+			t.Errorf("permanent=%v: err = %v, want ErrPanic with the value", tc.permanent, err)
+		}
+		if errors.Is(err, bus.ErrPermanent) != tc.permanent {
+			t.Errorf("permanent=%v: errors.Is(err, ErrPermanent) = %v", tc.permanent, !tc.permanent)
+		}
+	}
+	ok := bus.Recoverer{}.Middleware(func(context.Context, event.Event) error { return nil })
+	if err := ok(context.Background(), testEvent("1")); err != nil {
+		t.Errorf("no panic: err = %v", err)
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	t.Parallel()
+	slow := func(ctx context.Context, _ event.Event) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	err := bus.Timeout{D: 10 * time.Millisecond}.Middleware(slow)(context.Background(), testEvent("1"))
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, bus.ErrPermanent) {
+		t.Errorf("err = %v, want a retryable deadline error", err)
+	}
+	fast := bus.Timeout{D: time.Second}.Middleware(func(context.Context, event.Event) error { return nil })
+	if err := fast(context.Background(), testEvent("1")); err != nil {
+		t.Errorf("fast handler: %v", err)
+	}
+	none := bus.Timeout{}.Middleware(func(ctx context.Context, _ event.Event) error {
+		if _, ok := ctx.Deadline(); ok {
+			return errors.New("deadline set with D=0")
+		}
+		return nil
+	})
+	if err := none(context.Background(), testEvent("1")); err != nil {
+		t.Error(err)
+	}
+}
+
+type failingSeen struct{ seenErr, markErr error }
+
+func (f failingSeen) Seen(context.Context, string) (bool, error) { return false, f.seenErr }
+func (f failingSeen) Mark(context.Context, string) error         { return f.markErr }
+
+func TestDedupe(t *testing.T) {
+	t.Parallel()
+	calls := 0
+	fail := true
+	h := bus.Dedupe{Store: &bus.MemorySeenStore{}}.Middleware(func(context.Context, event.Event) error {
+		calls++
+		if fail {
+			return errors.New("first try fails")
+		}
+		return nil
+	})
+	ctx := context.Background()
+	if err := h(ctx, testEvent("a")); err == nil {
+		t.Fatal("want the handler's error")
+	}
+	fail = false
+	for range 3 {
+		if err := h(ctx, testEvent("a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls != 2 {
+		t.Errorf("handler ran %d times, want 2 (a failure is not marked seen)", calls)
+	}
+	other := testEvent("a")
+	other.SetSource("elsewhere")
+	_ = h(ctx, other)
+	if calls != 3 {
+		t.Error("same id from another source was deduplicated")
+	}
+	bad := bus.Dedupe{Store: failingSeen{seenErr: errors.New("store down")}}.Middleware(func(context.Context, event.Event) error { return nil })
+	if err := bad(ctx, testEvent("x")); err == nil {
+		t.Error("a failing seen-store must fail the handler (retry later)")
+	}
+	markFails := bus.Dedupe{Store: failingSeen{markErr: errors.New("store down")}}.Middleware(func(context.Context, event.Event) error { return nil })
+	if err := markFails(ctx, testEvent("x")); err != nil {
+		t.Errorf("a failing Mark after success: err = %v, want nil", err)
+	}
+}
+
+func TestMemorySeenStoreEvicts(t *testing.T) {
+	t.Parallel()
+	s := &bus.MemorySeenStore{Capacity: 2}
+	ctx := context.Background()
+	for _, k := range []string{"a", "b", "a", "c"} {
+		_ = s.Mark(ctx, k)
+	}
+	for k, want := range map[string]bool{"a": false, "b": true, "c": true, "d": false} {
+		if got, _ := s.Seen(ctx, k); got != want {
+			t.Errorf("Seen(%s) = %v, want %v", k, got, want)
+		}
+	}
+}
+
+func TestLogging(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h := bus.Logging{Logger: log}.Middleware(func(_ context.Context, ev event.Event) error {
+		if ev.ID() == "bad" {
+			return fmt.Errorf("nope: %w", bus.ErrPermanent)
+		}
+		return nil
+	})
+	_ = h(context.Background(), testEvent("good"))
+	err := h(context.Background(), testEvent("bad"))
+	if !errors.Is(err, bus.ErrPermanent) {
+		t.Errorf("logging changed the error: %v", err)
+	}
+	out := buf.String()
+	for _, want := range []string{"level=DEBUG msg=handled", "id=good", "level=WARN msg=\"handler failed\"", "id=bad", "permanent=true"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestWrapPublisherOrder(t *testing.T) {
+	t.Parallel()
+	var got []string
+	base := bus.PublisherFunc(func(_ context.Context, evs ...event.Event) error {
+		got = append(got, fmt.Sprintf("base:%d", len(evs)))
+		return nil
+	})
+	mw := func(name string) bus.PublisherMiddleware {
+		return func(next bus.Publisher) bus.Publisher {
+			return bus.PublisherFunc(func(ctx context.Context, evs ...event.Event) error {
+				got = append(got, name)
+				return next.Publish(ctx, evs...)
+			})
+		}
+	}
+	p := bus.WrapPublisher(base, mw("outer"), mw("inner"))
+	if err := p.Publish(context.Background(), testEvent("1"), testEvent("2")); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != "outer,inner,base:2" {
+		t.Errorf("order %v", got)
+	}
+}
+
+func TestPublishError(t *testing.T) {
+	t.Parallel()
+	pe := &bus.PublishError{Failures: []bus.PublishFailure{
+		{Index: 1, ID: "b", Source: "s", Err: fmt.Errorf("x: %w", bus.ErrTooLarge)},
+		{Index: 3, ID: "d", Source: "s", Err: errors.New("invalid")},
+	}}
+	var err error = pe
+	if !errors.Is(err, bus.ErrTooLarge) {
+		t.Error("errors.Is does not see ErrTooLarge through PublishError")
+	}
+	for _, want := range []string{"2 event(s) failed", `event 1 (source "s" id "b")`, "invalid"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("message %q lacks %q", err, want)
+		}
+	}
+}
+
+// fakeQueue records what a Worker does with its messages.
+type fakeQueue struct {
+	mu       sync.Mutex
+	msgs     []bus.Message
+	recvErrs int
+	acked    []string
+	nacked   map[string]time.Duration
+	reasons  map[string]string
+	dead     map[string]string
+}
+
+func (q *fakeQueue) Name() string { return "fake" }
+
+func (q *fakeQueue) Receive(ctx context.Context, max int, wait, _ time.Duration) ([]bus.Message, error) {
+	q.mu.Lock()
+	if q.recvErrs > 0 {
+		q.recvErrs--
+		q.mu.Unlock()
+		return nil, errors.New("transient receive error")
+	}
+	n := min(max, len(q.msgs))
+	out := q.msgs[:n]
+	q.msgs = q.msgs[n:]
+	q.mu.Unlock()
+	if n == 0 {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(min(wait, 10*time.Millisecond)):
+		}
+	}
+	return out, nil
+}
+
+func (q *fakeQueue) Ack(_ context.Context, rs ...string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.acked = append(q.acked, rs...)
+	return nil
+}
+
+func (q *fakeQueue) Nack(_ context.Context, r string, d time.Duration) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.nacked[r] = d
+	return nil
+}
+
+func (q *fakeQueue) Extend(context.Context, string, time.Duration) error { return nil }
+
+func (q *fakeQueue) DeadLetter(_ context.Context, m bus.Message, reason string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.dead[m.Receipt] = reason
+	return nil
+}
+
+type reasonQueue struct{ *fakeQueue }
+
+func (q reasonQueue) NackFailure(ctx context.Context, r string, d time.Duration, reason string) error {
+	q.mu.Lock()
+	q.reasons[r] = reason
+	q.mu.Unlock()
+	return q.Nack(ctx, r, d)
+}
+
+func TestWorkerSettles(t *testing.T) {
+	t.Parallel()
+	for _, withReason := range []bool{false, true} {
+		fq := &fakeQueue{recvErrs: 2, nacked: map[string]time.Duration{}, reasons: map[string]string{}, dead: map[string]string{}}
+		for i, id := range []string{"ok", "retry", "perm"} {
+			fq.msgs = append(fq.msgs, bus.Message{ID: id, Receipt: "r-" + id, Event: testEvent(id), ReceiveCount: 3 + i})
+		}
+		fq.msgs = append(fq.msgs, bus.Message{ID: "garbage", Receipt: "r-garbage", DecodeErr: errors.New("not json")})
+		var q bus.Queue = fq
+		if withReason {
+			q = reasonQueue{fq}
+		}
+		h := func(_ context.Context, ev event.Event) error {
+			switch ev.ID() {
+			case "retry":
+				return errors.New("try later")
+			case "perm":
+				return fmt.Errorf("never: %w", bus.ErrPermanent)
+			}
+			return nil
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		w := bus.NewWorker(q, h, bus.WorkerConfig{MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second})
+		done := make(chan error)
+		go func() { done <- w.Run(ctx) }()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			fq.mu.Lock()
+			n := len(fq.acked) + len(fq.nacked) + len(fq.dead)
+			fq.mu.Unlock()
+			if n == 4 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if len(fq.acked) != 1 || fq.acked[0] != "r-ok" {
+			t.Errorf("acked %v, want [r-ok]", fq.acked)
+		}
+		// ReceiveCount 4: 100ms·2³ = 800ms, jittered into [400ms, 800ms].
+		if d, ok := fq.nacked["r-retry"]; !ok || d < 400*time.Millisecond || d > 800*time.Millisecond {
+			t.Errorf("retry nacked with %v (present %v), want 400ms..800ms", d, ok)
+		}
+		if withReason && fq.reasons["r-retry"] != "try later" {
+			t.Errorf("FailureNacker reason = %q", fq.reasons["r-retry"])
+		}
+		if !strings.Contains(fq.dead["r-perm"], "never") {
+			t.Errorf("perm dead-lettered with %q", fq.dead["r-perm"])
+		}
+		if !strings.Contains(fq.dead["r-garbage"], "decode: not json") {
+			t.Errorf("garbage dead-lettered with %q", fq.dead["r-garbage"])
+		}
+	}
+}
