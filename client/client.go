@@ -233,6 +233,9 @@ type HistoryEvent struct {
 	Event event.Event
 	// Raw is the event's CloudEvent JSON exactly as the history holds it.
 	Raw json.RawMessage
+	// Time is the event's time as the history stores it (millisecond
+	// precision), the order a timeline sorts by.
+	Time time.Time
 }
 
 // History returns up to pageSize recorded events with Seq > afterSeq;
@@ -248,7 +251,7 @@ func (c *Client) History(ctx context.Context, sessionID string, afterSeq int64, 
 		if err != nil {
 			return nil, err
 		}
-		hs = append(hs, HistoryEvent{Seq: m.GetSeq(), Event: ev, Raw: json.RawMessage(m.GetCloudEvent())})
+		hs = append(hs, HistoryEvent{Seq: m.GetSeq(), Event: ev, Raw: json.RawMessage(m.GetCloudEvent()), Time: m.GetTime().AsTime()})
 	}
 	return hs, nil
 }

@@ -269,7 +269,7 @@ func (r remoteSessions) ReadHistory(ctx context.Context, sid string, after int64
 }
 
 func historyEntry(h client.HistoryEvent) state.Entry {
-	return state.Entry{Seq: h.Seq, Source: h.Event.Source(), ID: h.Event.ID(), Type: h.Event.Type(), Time: h.Event.Time(), Data: h.Raw}
+	return state.Entry{Seq: h.Seq, Source: h.Event.Source(), ID: h.Event.ID(), Type: h.Event.Type(), Time: h.Time, Data: h.Raw}
 }
 
 func stateSession(s client.Session) state.Session {
