@@ -332,7 +332,10 @@ func TestAPIErrors(t *testing.T) {
 			return err
 		}, codes.InvalidArgument, "maxSteps"},
 		{"bad session id", func() error { _, err := c.Submit(ctx, client.Request{Prompt: "hi", SessionID: "a/b"}); return err }, codes.InvalidArgument, "session_id"},
-		{"session id in use", func() error { _, err := c.Submit(ctx, client.Request{Prompt: "hi", SessionID: done.SessionID}); return err }, codes.AlreadyExists, "already exists"},
+		{"session id in use", func() error {
+			_, err := c.Submit(ctx, client.Request{Prompt: "hi", SessionID: done.SessionID})
+			return err
+		}, codes.AlreadyExists, "already exists"},
 		{"bad traceparent", func() error { _, err := c.Submit(ctx, client.Request{Prompt: "hi", TraceParent: "nope"}); return err }, codes.InvalidArgument, "traceparent"},
 		{"get unknown", func() error { _, err := c.Get(ctx, unknown); return err }, codes.NotFound, unknown},
 		{"get empty id", func() error { _, err := c.Get(ctx, ""); return err }, codes.InvalidArgument, "session_id is empty"},
