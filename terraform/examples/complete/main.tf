@@ -68,7 +68,7 @@ module "subscriber" {
 module "state" {
   source = "../../modules/state"
 
-  name                = var.name
+  name                = "${var.name}-state"
   bucket_name         = "${var.name}-blobs-${data.aws_caller_identity.current.account_id}"
   kms_key_arn         = var.kms_key_arn
   deletion_protection = var.deletion_protection
