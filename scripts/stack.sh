@@ -35,7 +35,7 @@ install_moto() {
 
 wait_for() { # wait_for <what> <command...>
   local what=$1; shift
-  for _ in $(seq 1 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  for _ in $(seq 1 300); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
   echo "stack: $what did not come up" >&2; return 1
 }
 
