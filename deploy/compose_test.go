@@ -2,9 +2,13 @@ package deploy
 
 import (
 	"bufio"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -13,33 +17,113 @@ import (
 	"github.com/agentbus/agentbus/events/rules"
 )
 
-// serveContractEnv is the configuration contract of `agentbus serve <name>`
-// (docs/deploy.md), kept in this ONE place: the compose file and the
-// Terraform service module are both checked against it. `agentbus serve`
-// does not exist yet (issue 5); when it lands, replace this list with the
-// binary's own list of the variables it reads, so the checks follow the code.
-var serveContractEnv = []string{
-	"AGENTBUS_MODE",
-	"AWS_REGION",
-	"AGENTBUS_BUS_NAME",
-	"AGENTBUS_QUEUE_URL",
-	"AGENTBUS_DLQ_URL",
-	"AGENTBUS_TABLE",
-	"AGENTBUS_BUCKET",
-	"AGENTBUS_REDIS_ADDR",
-	"AGENTBUS_REDIS_TLS",
-	"AGENTBUS_REDIS_AUTH_SECRET_ARN",
-	"AGENTBUS_BEDROCK_MODEL_ID",
-	"AGENTBUS_MAX_EVENT_SIZE",
+// serveSettingsSource is where `agentbus serve` declares its settings: the
+// table serveSettings (flag, environment variable, usage, services that need
+// it). The checks below read that table from the source, so the compose file
+// and the Terraform service module are checked against the variables the
+// binary really reads; this is the ONE place the contract comes from.
+const serveSettingsSource = "../cmd/agentbus/awsconfig.go"
+
+// serveEnv is one environment variable of `agentbus serve`.
+type serveEnv struct {
+	Name string
+	Need []string // services that require it; empty: optional
 }
 
-// serveContractSecrets are injected by ECS from Secrets Manager (never plain
-// environment in Terraform); compose's Redis has no AUTH and sets none.
-var serveContractSecrets = []string{"AGENTBUS_REDIS_PASSWORD"}
+// loadServeContract parses serveSettings and serveServices out of
+// serveSettingsSource. A change of their shape fails here, loudly.
+func loadServeContract(t *testing.T) (env []serveEnv, svcs []string) {
+	t.Helper()
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, serveSettingsSource, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strs := func(e ast.Expr) []string {
+		cl, ok := e.(*ast.CompositeLit)
+		if !ok {
+			return nil
+		}
+		var out []string
+		for _, el := range cl.Elts {
+			if bl, ok := el.(*ast.BasicLit); ok && bl.Kind == token.STRING {
+				s, _ := strconv.Unquote(bl.Value)
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	var settings *ast.CompositeLit
+	for _, d := range f.Decls {
+		gd, ok := d.(*ast.GenDecl)
+		if !ok || gd.Tok != token.VAR {
+			continue
+		}
+		for _, sp := range gd.Specs {
+			vs := sp.(*ast.ValueSpec)
+			for i, n := range vs.Names {
+				if i >= len(vs.Values) {
+					continue
+				}
+				switch n.Name {
+				case "serveServices":
+					svcs = strs(vs.Values[i])
+				case "serveSettings":
+					settings, _ = vs.Values[i].(*ast.CompositeLit)
+				}
+			}
+		}
+	}
+	if settings == nil || len(svcs) == 0 {
+		t.Fatalf("%s: serveSettings/serveServices not found", serveSettingsSource)
+	}
+	for _, el := range settings.Elts {
+		cl, ok := el.(*ast.CompositeLit)
+		if !ok || len(cl.Elts) != 4 {
+			t.Fatalf("%s: a serveSettings entry is not {flag, env, usage, need}", fset.Position(el.Pos()))
+		}
+		name, ok := cl.Elts[1].(*ast.BasicLit)
+		if !ok {
+			t.Fatalf("%s: env name is not a literal", fset.Position(cl.Pos()))
+		}
+		e := serveEnv{}
+		e.Name, _ = strconv.Unquote(name.Value)
+		if e.Name == "" {
+			continue // a flag without an environment variable (--endpoint)
+		}
+		switch need := cl.Elts[3].(type) {
+		case *ast.Ident:
+			if need.Name == "serveServices" {
+				e.Need = svcs
+			} else if need.Name != "nil" {
+				t.Fatalf("%s: unknown need %s", fset.Position(need.Pos()), need.Name)
+			}
+		default:
+			e.Need = strs(need)
+		}
+		env = append(env, e)
+	}
+	if len(env) < 10 {
+		t.Fatalf("%s: only %d environment variables found", serveSettingsSource, len(env))
+	}
+	return env, svcs
+}
+
+func envNames(env []serveEnv) []string {
+	out := make([]string, len(env))
+	for i, e := range env {
+		out[i] = e.Name
+	}
+	return out
+}
+
+// secretEnv are the serve variables Terraform injects from Secrets Manager
+// (ECS secrets), never as plain environment.
+var secretEnv = []string{"AGENTBUS_REDIS_PASSWORD"}
 
 // awsSDKEnv are read by the AWS SDK's standard configuration chain, not by
-// agentbus itself; compose sets them to reach moto.
-var awsSDKEnv = []string{"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+// agentbus itself; compose sets them to reach moto, ECS sets the region.
+var awsSDKEnv = []string{"AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 
 // bootstrapEnv are what `agentbus stack bootstrap` reads (cmd/agentbus/stack.go).
 var bootstrapEnv = []string{"AGENTBUS_PREFIX", "AGENTBUS_TABLE", "AGENTBUS_BUCKET"}
@@ -138,15 +222,20 @@ func TestComposeStructure(t *testing.T) {
 	if boot.DependsOn["moto-config"].Condition != "service_completed_successfully" {
 		t.Error("bootstrap must run after moto is configured")
 	}
-	checkEnvKeys(t, "bootstrap", boot.Environment, append(slices.Clone(bootstrapEnv), append(awsSDKEnv, "AWS_REGION")...))
+	checkEnvKeys(t, "bootstrap", boot.Environment, append(slices.Clone(bootstrapEnv), awsSDKEnv...))
 }
 
 // TestComposeServicesFollowContract: the four services run the one image
-// with `serve <name>`, and their environment is the serve contract with
-// values consistent with the bootstrap (bus = prefix, same table and bucket)
-// and their own catalog queue.
+// with `serve <name>`, and their environment is made of the variables the
+// binary reads (every one it requires for that service set), with values
+// consistent with the bootstrap (bus = prefix, same table and bucket) and
+// their own catalog queue.
 func TestComposeServicesFollowContract(t *testing.T) {
 	t.Parallel()
+	contract, svcs := loadServeContract(t)
+	if !slices.Equal(slices.Sorted(slices.Values(svcs)), services) {
+		t.Fatalf("agentbus serve runs %v, the deployment %v", svcs, services)
+	}
 	c := loadCompose(t)
 	boot := c.Services["bootstrap"]
 	catalog, err := rules.Catalog()
@@ -157,7 +246,7 @@ func TestComposeServicesFollowContract(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	allowed := append(slices.Clone(serveContractEnv), append(slices.Clone(serveContractSecrets), awsSDKEnv...)...)
+	allowed := append(envNames(contract), awsSDKEnv...)
 	for _, name := range services {
 		s, ok := c.Services[name]
 		if !ok {
@@ -175,9 +264,9 @@ func TestComposeServicesFollowContract(t *testing.T) {
 		}
 		env := s.Environment
 		checkEnvKeys(t, name, env, allowed)
-		for _, k := range serveContractEnv {
-			if _, ok := env[k]; !ok && k != "AGENTBUS_REDIS_AUTH_SECRET_ARN" {
-				t.Errorf("%s: contract variable %s not set", name, k)
+		for _, e := range contract {
+			if slices.Contains(e.Need, name) && env[e.Name] == "" {
+				t.Errorf("%s: %s is required by agentbus serve %s but not set", name, e.Name, name)
 			}
 		}
 		wantVals := map[string]string{
@@ -200,8 +289,8 @@ func TestComposeServicesFollowContract(t *testing.T) {
 		if !slices.ContainsFunc(specs, func(q rules.QueueSpec) bool { return q.Name == name }) {
 			t.Errorf("%s: no queue %s in the rule catalog, so bootstrap would not create it", name, name)
 		}
-		if env["AGENTBUS_REDIS_ADDR"] != "redis:6379" {
-			t.Errorf("%s: AGENTBUS_REDIS_ADDR=%q, want the redis service", name, env["AGENTBUS_REDIS_ADDR"])
+		if v, ok := env["AGENTBUS_REDIS_ADDR"]; ok && v != "redis:6379" {
+			t.Errorf("%s: AGENTBUS_REDIS_ADDR=%q, want the redis service", name, v)
 		}
 		if s.DependsOn["bootstrap"].Condition != "service_completed_successfully" || s.DependsOn["redis"].Condition != "service_healthy" {
 			t.Errorf("%s: must start after the bootstrap completed and redis is healthy", name)
@@ -210,21 +299,36 @@ func TestComposeServicesFollowContract(t *testing.T) {
 }
 
 // TestTerraformServiceFollowsContract: the ECS task's environment and
-// secrets are exactly the serve contract.
+// secrets are variables agentbus serve reads, every one it requires for the
+// service is there, and the Redis AUTH token comes only as a secret.
 func TestTerraformServiceFollowsContract(t *testing.T) {
 	t.Parallel()
+	contract, _ := loadServeContract(t)
+	names := envNames(contract)
 	m := loadModule(t, serviceDir)
 	for _, s := range services {
 		env, secrets, err := EnvironmentContract(m, s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := slices.Sorted(slices.Values(serveContractEnv))
-		if !slices.Equal(env, want) {
-			t.Errorf("%s: task environment %v, want %v", s, env, want)
+		for _, k := range env {
+			if !slices.Contains(names, k) && !slices.Contains(awsSDKEnv, k) {
+				t.Errorf("%s: task environment %s is not read by agentbus serve", s, k)
+			}
+			if slices.Contains(secretEnv, k) {
+				t.Errorf("%s: %s must be an ECS secret, not plain environment", s, k)
+			}
 		}
-		if !slices.Equal(secrets, serveContractSecrets) {
-			t.Errorf("%s: task secrets %v, want %v", s, secrets, serveContractSecrets)
+		if !slices.Equal(secrets, secretEnv) {
+			t.Errorf("%s: task secrets %v, want %v", s, secrets, secretEnv)
+		}
+		for _, e := range contract {
+			if slices.Contains(e.Need, s) && !slices.Contains(env, e.Name) && !slices.Contains(secrets, e.Name) {
+				t.Errorf("%s: %s is required by agentbus serve %s but the task does not set it", s, e.Name, s)
+			}
+		}
+		if !slices.Contains(env, "AGENTBUS_MODE") || !slices.Contains(env, "AWS_REGION") {
+			t.Errorf("%s: the task must set AGENTBUS_MODE and AWS_REGION", s)
 		}
 	}
 }

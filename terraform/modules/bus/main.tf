@@ -1,6 +1,7 @@
 # The agentbus event bus: a custom bus whose policy admits only named
 # publishers, an archive for replay, and CloudWatch log delivery of failed
-# invocations (EventBridge bus logging, ERROR level and up).
+# invocations (EventBridge bus logging at ERROR level: a target that could
+# not be reached after the retries, a rule that failed to deliver).
 
 data "aws_caller_identity" "current" {}
 
@@ -10,7 +11,7 @@ resource "aws_cloudwatch_event_bus" "this" {
 
   log_config {
     include_detail = var.log_include_detail
-    level          = var.log_level
+    level          = "ERROR"
   }
 
   tags = var.tags
@@ -76,8 +77,8 @@ resource "aws_cloudwatch_log_group" "bus" {
 }
 
 resource "aws_cloudwatch_log_delivery_source" "errors" {
-  name         = "EventBusSource-${var.name}-${var.log_level}_LOGS"
-  log_type     = "${var.log_level}_LOGS"
+  name         = "EventBusSource-${var.name}-ERROR_LOGS"
+  log_type     = "ERROR_LOGS"
   resource_arn = aws_cloudwatch_event_bus.this.arn
 
   tags = var.tags

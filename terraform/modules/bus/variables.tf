@@ -29,17 +29,6 @@ variable "archive_retention_days" {
   }
 }
 
-variable "log_level" {
-  description = "EventBridge bus log level delivered to CloudWatch Logs: ERROR logs failed invocations (a target that could not be reached, after retries), INFO and TRACE add successful deliveries."
-  type        = string
-  default     = "ERROR"
-
-  validation {
-    condition     = contains(["ERROR", "INFO", "TRACE"], var.log_level)
-    error_message = "The log_level must be ERROR, INFO or TRACE."
-  }
-}
-
 variable "log_include_detail" {
   description = "Whether bus log records carry the event itself (FULL) or only metadata (NONE). Events carry prompts and tool input: NONE by default."
   type        = string

@@ -27,21 +27,22 @@ locals {
     }
   }
 
-  # The configuration contract of `agentbus serve` (docs/deploy.md). The
-  # contract variables win over var.environment.
+  # The configuration of `agentbus serve` (its settings table in
+  # cmd/agentbus/awsconfig.go, see docs/deploy.md). These win over
+  # var.environment. The Redis AUTH token is not here: ECS injects it from
+  # Secrets Manager (local.secrets).
   environment = merge(var.environment, {
-    AGENTBUS_MODE                  = "aws"
-    AWS_REGION                     = data.aws_region.current.region
-    AGENTBUS_BUS_NAME              = var.bus_name
-    AGENTBUS_QUEUE_URL             = var.queue_url
-    AGENTBUS_DLQ_URL               = var.dlq_url
-    AGENTBUS_TABLE                 = var.table_name
-    AGENTBUS_BUCKET                = var.bucket_name
-    AGENTBUS_REDIS_ADDR            = var.redis_addr
-    AGENTBUS_REDIS_TLS             = "true"
-    AGENTBUS_REDIS_AUTH_SECRET_ARN = var.redis_auth_secret_arn
-    AGENTBUS_BEDROCK_MODEL_ID      = var.bedrock_model_id
-    AGENTBUS_MAX_EVENT_SIZE        = tostring(var.max_event_size)
+    AGENTBUS_MODE             = "aws"
+    AWS_REGION                = data.aws_region.current.region
+    AGENTBUS_BUS_NAME         = var.bus_name
+    AGENTBUS_QUEUE_URL        = var.queue_url
+    AGENTBUS_DLQ_URL          = var.dlq_url
+    AGENTBUS_TABLE            = var.table_name
+    AGENTBUS_BUCKET           = var.bucket_name
+    AGENTBUS_REDIS_ADDR       = var.redis_addr
+    AGENTBUS_REDIS_TLS        = "true"
+    AGENTBUS_BEDROCK_MODEL_ID = var.bedrock_model_id
+    AGENTBUS_MAX_EVENT_SIZE   = tostring(var.max_event_size)
   })
 
   secrets = {
