@@ -234,19 +234,29 @@ func (deafSub) Next(ctx context.Context) ([]event.Event, error) {
 }
 func (deafSub) Close(context.Context) {}
 
+// A watcher that did not submit the session and receives no live event at
+// all (here: another API server whose subscriber is deaf) still gets the
+// whole session, from the history.
 func TestAPIWatchMissesNothingWithoutLiveEvents(t *testing.T) {
 	t.Parallel()
 	rt := startLoop(t, "", nil)
-	srv, err := api.New(api.Config{Publisher: rt.Publisher, Validator: rt.Validator, Sessions: rt.Store,
+	deaf, err := api.New(api.Config{Publisher: rt.Publisher, Validator: rt.Validator, Sessions: rt.Store,
 		Subscriber: deafSubscriber{}, Memory: memoryReads{rt.Memory}, Tools: rt.Tools, HistoryPoll: 30 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := dialAPI(t, listenAPI(t, srv, api.Security{}))
-	res, err := c.Run(context.Background(), "What is 6*7, and what time is it in Europe/Paris?")
-	if err != nil || res.Steps != 2 {
-		t.Fatalf("run %+v: %v", res, err)
+	submitter := dialAPI(t, serveAPI(t, rt, api.Security{}))
+	watcher := dialAPI(t, listenAPI(t, deaf, api.Security{}))
+	ctx := context.Background()
+	sid, err := submitter.Submit(ctx, client.Request{Prompt: "What is 6*7, and what time is it in Europe/Paris?"})
+	if err != nil {
+		t.Fatal(err)
 	}
+	res, err := client.Await(ctx, watcher, sid, nil)
+	if err != nil || res.Steps != 2 {
+		t.Fatalf("await %+v: %v", res, err)
+	}
+	checkStream(t, collect(t, watcher, sid, 5*time.Second), events.TypeAgentCompleted)
 }
 
 func TestAPICancel(t *testing.T) {

@@ -113,6 +113,15 @@ type Server struct {
 
 	mu     sync.Mutex
 	recent map[string]time.Time // sessions submitted here, not yet known to the store
+	// early holds, per submitted session, the subscription Submit opened
+	// before publishing, until the first Watch adopts it: that Watch sees
+	// every event in bus order, none lost between Submit and Watch.
+	early map[string]earlySub
+}
+
+type earlySub struct {
+	sub Subscription
+	at  time.Time
 }
 
 var (
@@ -124,6 +133,9 @@ var (
 // recentTTL is how long a submitted session counts as known without a
 // session record (the planner creates it within milliseconds normally).
 const recentTTL = 10 * time.Minute
+
+// earlyTTL is how long a Submit's subscription waits for its Watch.
+const earlyTTL = time.Minute
 
 // New returns a Server.
 func New(cfg Config) (*Server, error) {
@@ -151,7 +163,49 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, recent: map[string]time.Time{}}, nil
+	return &Server{cfg: cfg, log: cfg.Logger, recent: map[string]time.Time{}, early: map[string]earlySub{}}, nil
+}
+
+// Close removes the subscriptions no Watch adopted.
+func (s *Server) Close(ctx context.Context) {
+	s.mu.Lock()
+	early := s.early
+	s.early = map[string]earlySub{}
+	s.mu.Unlock()
+	for _, e := range early {
+		e.sub.Close(ctx)
+	}
+}
+
+// keepEarly stores a Submit's subscription and closes the ones that
+// waited too long.
+func (s *Server) keepEarly(ctx context.Context, sid string, sub Subscription) {
+	now := time.Now()
+	var stale []Subscription
+	s.mu.Lock()
+	for id, e := range s.early {
+		if now.Sub(e.at) > earlyTTL {
+			stale = append(stale, e.sub)
+			delete(s.early, id)
+		}
+	}
+	s.early[sid] = earlySub{sub: sub, at: now}
+	s.mu.Unlock()
+	for _, sub := range stale {
+		sub.Close(ctx)
+	}
+}
+
+// takeEarly hands the session's early subscription to its first Watch.
+func (s *Server) takeEarly(sid string) Subscription {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.early[sid]
+	if !ok {
+		return nil
+	}
+	delete(s.early, sid)
+	return e.sub
 }
 
 // Register registers the three services on g.
@@ -212,14 +266,21 @@ func (s *Server) Submit(ctx context.Context, req *pb.SubmitRequest) (*pb.SubmitR
 			return nil, status.Errorf(codes.InvalidArgument, "the request breaks the AgentRequested schema: %v", err)
 		}
 	}
+	// Subscribe before publishing, so that the first Watch misses nothing.
+	sub, err := s.cfg.Subscriber.Subscribe(ctx, sid)
+	if err != nil {
+		return nil, toStatus(err, "subscribe to session "+sid)
+	}
 	s.remember(sid)
 	if err := s.cfg.Publisher.Publish(ctx, ev); err != nil {
 		s.forget(sid)
+		sub.Close(context.WithoutCancel(ctx))
 		if errors.Is(err, bus.ErrTooLarge) {
 			return nil, status.Errorf(codes.InvalidArgument, "the request is too large for the bus: shorten the prompt or metadata (%v)", err)
 		}
 		return nil, toStatus(err, "publish AgentRequested")
 	}
+	s.keepEarly(context.WithoutCancel(ctx), sid, sub)
 	s.log.Info("api: submitted", "session", sid, "event", ev.ID())
 	return &pb.SubmitResponse{SessionId: sid, EventId: ev.ID()}, nil
 }
@@ -342,12 +403,19 @@ func (s *Server) Watch(req *pb.WatchRequest, stream grpc.ServerStreamingServer[p
 	if err := validSession(sid); err != nil {
 		return err
 	}
-	// Subscribe before reading the history: an event published from now on
-	// reaches the subscription, one published before is (or will be) in the
-	// history, which Watch re-reads while it follows.
-	sub, err := s.cfg.Subscriber.Subscribe(ctx, sid)
-	if err != nil {
-		return toStatus(err, "subscribe to session "+sid)
+	// The first Watch after Submit adopts the subscription Submit opened
+	// before publishing: it holds every event in bus order, so the watch
+	// simply follows it. Any other watch subscribes before reading the
+	// history: an event published from now on reaches the subscription, one
+	// published before is (or will be) in the history, which Watch re-reads
+	// while it follows.
+	sub := s.takeEarly(sid)
+	complete := sub != nil
+	if sub == nil {
+		var err error
+		if sub, err = s.cfg.Subscriber.Subscribe(ctx, sid); err != nil {
+			return toStatus(err, "subscribe to session "+sid)
+		}
 	}
 	defer sub.Close(context.WithoutCancel(ctx))
 	known, _, err := s.lookup(ctx, sid)
@@ -358,8 +426,10 @@ func (s *Server) Watch(req *pb.WatchRequest, stream grpc.ServerStreamingServer[p
 		return notFound(sid)
 	}
 	w := &watch{s: s, sid: sid, stream: stream, seen: map[string]bool{}}
-	if done, err := w.sweep(ctx); done || err != nil {
-		return err
+	if !complete {
+		if done, err := w.sweep(ctx); done || err != nil {
+			return err
+		}
 	}
 	nextSweep := time.Now().Add(s.cfg.HistoryPoll)
 	for {
@@ -372,13 +442,16 @@ func (s *Server) Watch(req *pb.WatchRequest, stream grpc.ServerStreamingServer[p
 				continue
 			}
 			if isTerminal(ev.Type()) {
+				if complete {
+					return w.sendLive(ev)
+				}
 				return w.finish(ctx, ev)
 			}
 			if err := w.sendLive(ev); err != nil {
 				return err
 			}
 		}
-		if time.Now().After(nextSweep) {
+		if !complete && time.Now().After(nextSweep) {
 			if done, err := w.sweep(ctx); done || err != nil {
 				return err
 			}

@@ -314,3 +314,31 @@ type failingPublisher struct{}
 func (failingPublisher) Publish(context.Context, ...event.Event) error {
 	return errors.New("bus is down")
 }
+
+// The first Watch after Submit follows the subscription Submit opened
+// before publishing: events in bus order, the terminal event at once.
+func TestWatchAfterSubmitFollowsEarlySubscription(t *testing.T) {
+	t.Parallel()
+	st := newFakeStore()
+	sub := &fakeSub{ch: make(chan event.Event, 8)}
+	c := serve(t, newServer(t, st, sub))
+	ctx := context.Background()
+	out, err := c.Submit(ctx, &pb.SubmitRequest{Prompt: "hi"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := out.GetSessionId()
+	planned := newEvent(t, sid, events.StepPlanned{Step: 1, Calls: []events.ToolCall{{ID: "c", Name: "t", Input: json.RawMessage(`{}`)}}})
+	done := newEvent(t, sid, events.AgentCompleted{Answer: "x", Steps: 1})
+	// Published before Watch is called, never recorded in the history.
+	sub.ch <- planned
+	sub.ch <- planned
+	sub.ch <- done
+	start := time.Now()
+	if got := watchAll(t, c, sid); !slices.Equal(got, []string{planned.ID(), done.ID()}) {
+		t.Fatalf("got %v", got)
+	}
+	if d := time.Since(start); d > 250*time.Millisecond {
+		t.Fatalf("took %v: waited for the history instead of following the early subscription", d)
+	}
+}

@@ -197,6 +197,7 @@ func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
 // Listener is a running gRPC server.
 type Listener struct {
 	g   *grpc.Server
+	s   *Server
 	lis net.Listener
 	err chan error
 }
@@ -214,7 +215,7 @@ func Listen(addr string, sec Security, s *Server, log *slog.Logger) (*Listener, 
 	}
 	g := grpc.NewServer(opts...)
 	s.Register(g)
-	l := &Listener{g: g, lis: lis, err: make(chan error, 1)}
+	l := &Listener{g: g, s: s, lis: lis, err: make(chan error, 1)}
 	go func() { l.err <- g.Serve(lis) }()
 	return l, nil
 }
@@ -234,4 +235,5 @@ func (l *Listener) Stop(grace time.Duration) {
 		l.g.Stop()
 		<-done
 	}
+	l.s.Close(context.Background())
 }
