@@ -72,12 +72,16 @@ func BenchmarkMatcherRules(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu0 := cpuTime()
 			for i := 0; i < b.N; i++ {
 				got, err := m.Match(events[i%len(events)])
 				if err != nil {
 					b.Fatal(err)
 				}
 				matched += len(got)
+			}
+			if cpu := cpuTime() - cpu0; cpu > 0 {
+				b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/event")
 			}
 			b.ReportMetric(float64(matched)/float64(b.N), "matches/event")
 		})

@@ -129,6 +129,24 @@ func anchorCost(f *field) int {
 	return worst
 }
 
+// anchorKeys names the index entries a field would occupy as an anchor.
+func anchorKeys(f *field) []string {
+	keys := make([]string, 0, len(f.ops))
+	for _, o := range f.ops {
+		switch o.kind {
+		case opNumeric:
+			keys = append(keys, f.path+"\x00n")
+		case opCIDR:
+			keys = append(keys, f.path+"\x00c"+o.prefix.String())
+		case opWildcard:
+			keys = append(keys, f.path+"\x00w"+o.wc.literalPrefix()+"\x00"+o.wc.literalSuffix())
+		default:
+			keys = append(keys, f.path+"\x00"+string(rune('a'+o.kind))+o.s+string(o.lit))
+		}
+	}
+	return keys
+}
+
 // buildIndex indexes rules (sorted by name by the caller when it matters).
 func buildIndex(rules []ruleEntry) *index {
 	ix := &index{root: &tnode{}}
@@ -149,12 +167,25 @@ func buildIndex(rules []ruleEntry) *index {
 		}
 		return n.pid
 	}
+	// How many fields share each indexed operand: among equally cheap
+	// anchors, the one shared by the fewest rules wins (a rule on
+	// detail-type AND toolname is anchored on the rarer of the two).
+	shared := map[string]int{}
+	for _, r := range rules {
+		for _, c := range r.p.conjs {
+			for i := range c.fields {
+				for _, k := range anchorKeys(&c.fields[i]) {
+					shared[k]++
+				}
+			}
+		}
+	}
 	for ri, r := range rules {
 		ix.names = append(ix.names, r.name)
 		for _, c := range r.p.conjs {
 			cid := int32(len(ix.conjs))
 			ci := conjInfo{rule: int32(ri), anchor: -1}
-			best := -1
+			best, bestShare := -1, 0
 			// Fields in path order: event-ruler walks a rule's fields sorted
 			// by name, and {"exists": false} inside arrays of objects is
 			// judged against the array elements chosen by the fields before
@@ -173,8 +204,14 @@ func buildIndex(rules []ruleEntry) *index {
 				ix.fieldOps = append(ix.fieldOps, f.ops)
 				ix.fieldAbsent = append(ix.fieldAbsent, f.absentOK)
 				ci.fields = append(ci.fields, fid)
-				if cost := anchorCost(f); cost >= 0 && (best < 0 || cost < best) {
-					best, ci.anchor = cost, fid
+				if cost := anchorCost(f); cost >= 0 {
+					share := 0
+					for _, k := range anchorKeys(f) {
+						share += shared[k]
+					}
+					if best < 0 || cost < best || (cost == best && share < bestShare) {
+						best, bestShare, ci.anchor = cost, share, fid
+					}
 				}
 			}
 			if ci.anchor < 0 {
