@@ -16,7 +16,7 @@ locals {
     eventbridge = [var.bus_arn]
     sqs         = [var.queue_arn, var.dlq_arn]
     s3          = [var.bucket_arn, "${var.bucket_arn}/*"]
-    dynamodb    = [var.table_arn, "${var.table_arn}/index/*"]
+    dynamodb    = [var.table_arn] # the table has no indexes
     bedrock     = var.bedrock_model_arns
   }
 
@@ -335,8 +335,9 @@ resource "aws_cloudwatch_metric_alarm" "idle" {
   evaluation_periods  = var.scale_in_idle_minutes
   comparison_operator = "LessThanThreshold"
   threshold           = 1
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_appautoscaling_policy.scale_in.arn]
+  # SQS stops publishing metrics for a queue idle for hours: no data = idle.
+  treat_missing_data = "breaching"
+  alarm_actions      = [aws_appautoscaling_policy.scale_in.arn]
 
   metric_query {
     id          = "work"
