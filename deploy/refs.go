@@ -3,6 +3,7 @@ package deploy
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/ext/typeexpr"
@@ -114,6 +115,7 @@ func (c *refChecker) run() {
 	for _, expr := range m.Locals {
 		c.expr(expr, refScope{})
 	}
+	c.providers()
 	files := make([]string, 0, len(m.Native))
 	for f := range m.Native {
 		files = append(files, f)
@@ -284,6 +286,43 @@ func (c *refChecker) traversal(t hcl.Traversal, s refScope) {
 		name, ok := attrAt(t, 1)
 		if !ok || m.Resources[root+"."+name] == nil {
 			c.errorf(rng, "reference to undeclared resource %s.%s", root, name)
+		}
+	}
+}
+
+// providers checks that every resource and data source type belongs to a
+// provider the module declares in required_providers (a module that relies
+// on an implicit provider gets whatever version the root happens to pick).
+func (c *refChecker) providers() {
+	declared := map[string]bool{}
+	for _, body := range sortedBodies(c.m) {
+		for _, b := range body.Blocks {
+			if b.Type != "terraform" {
+				continue
+			}
+			for _, rp := range b.Body.Blocks {
+				if rp.Type == "required_providers" {
+					for name := range rp.Body.Attributes {
+						declared[name] = true
+					}
+				}
+			}
+		}
+	}
+	for _, body := range sortedBodies(c.m) {
+		for _, b := range body.Blocks {
+			if b.Type != "resource" && b.Type != "data" {
+				continue
+			}
+			prov, _, _ := strings.Cut(b.Labels[0], "_")
+			if a, ok := b.Body.Attributes["provider"]; ok {
+				if t, d := hcl.AbsTraversalForExpr(a.Expr); !d.HasErrors() {
+					prov = t.RootName()
+				}
+			}
+			if !declared[prov] {
+				c.errorf(b.DefRange(), "%s %s.%s: provider %q is not in required_providers", b.Type, b.Labels[0], b.Labels[1], prov)
+			}
 		}
 	}
 }

@@ -286,6 +286,7 @@ func TestBrokenFixturesFail(t *testing.T) {
 		{"undeclared_input", moduleCheck, `missing required argument "event_bus_name"`},
 		{"missing_output", moduleCheck, `has no output "queue_id"`},
 		{"each_without_for_each", moduleCheck, "only available where for_each is set"},
+		{"each_without_for_each", moduleCheck, `provider "aws" is not in required_providers`},
 		{"no_dlq", func(t *testing.T, dir string) []error { return CheckDLQs(loadModule(t, dir)) }, "has no DLQ"},
 		{"wildcard_action", iamCheck, `action "sqs:*"`},
 		{"wildcard_action", iamCheck, `s3:GetObject on Resource "*" is not in the allow-list`},
