@@ -36,6 +36,7 @@ type serveConfig struct {
 	MaxEventSize   int           // 0: the claim check's default
 	Concurrency    int           // handlers per process (default 8)
 	Visibility     time.Duration // 0: the catalog's visibility for the queue
+	OutboxInterval time.Duration // how often the relay polls unprompted
 	HealthAddr     string        // "" : no health endpoint
 }
 
@@ -63,6 +64,7 @@ var serveSettings = []serveSetting{
 	{"max-event-size", "AGENTBUS_MAX_EVENT_SIZE", "largest event (bytes) published inline; larger go to the bucket as a claim check (default 262144)", nil},
 	{"concurrency", "AGENTBUS_CONCURRENCY", "handlers running at once in this process (default 8)", nil},
 	{"visibility", "AGENTBUS_VISIBILITY", "SQS visibility timeout asked for on receive, renewed while a handler runs (default: the rule catalog's for the queue)", nil},
+	{"outbox-interval", "AGENTBUS_OUTBOX_INTERVAL", "how often the outbox relay looks for events other processes left unpublished (default 2s; its own writes are published at once)", nil},
 	{"health-addr", "AGENTBUS_HEALTH_ADDR", "serve /healthz and /readyz on this address (e.g. 127.0.0.1:8080); empty: none", nil},
 }
 
@@ -162,6 +164,14 @@ func resolveServeConfig(service string, flags map[string]string, getenv func(str
 			errs = append(errs, fmt.Errorf("%s is %q: want a duration of at least 1s, e.g. 30s", name["visibility"], v))
 		}
 		c.Visibility = d
+	}
+	c.OutboxInterval = 2 * time.Second
+	if v := val["outbox-interval"]; v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 10*time.Millisecond {
+			errs = append(errs, fmt.Errorf("%s is %q: want a duration of at least 10ms, e.g. 2s", name["outbox-interval"], v))
+		}
+		c.OutboxInterval = d
 	}
 	if err := errors.Join(errs...); err != nil {
 		return serveConfig{}, fmt.Errorf("serve %s: %w", service, err)

@@ -135,7 +135,7 @@ func serveService(ctx context.Context, cfg serveConfig, hooks serveHooks, log *s
 	// also the safety net for events another process wrote and could not
 	// publish before it stopped. Relays of several processes may publish
 	// one pending event twice in a race; consumers are idempotent.
-	relay := outbox.NewRelay(table, relayPub, outbox.Options{Logger: log.With("component", "outbox")})
+	relay := outbox.NewRelay(table, relayPub, outbox.Options{Interval: cfg.OutboxInterval, Logger: log.With("component", "outbox")})
 	store := outbox.Notifying(table, relay)
 
 	reg := hooks.Tools
@@ -290,4 +290,18 @@ func serveHealth(addr string, ready *atomic.Bool, log *slog.Logger) (func() erro
 		defer cancel()
 		return srv.Shutdown(ctx)
 	}, nil
+}
+
+// serveAdapters names the AWS adapters serveService wires for service, in
+// the adapter names of deploy.AdapterIAMActions: every service consumes its
+// queue (sqs), keeps state (dynamodb), offloads and resolves claim checks
+// (s3) and publishes through its outbox relay (eventbridge); the planner
+// also calls the model (bedrock). The memory service's Redis is reached
+// with its AUTH token, not IAM. deploy.ServiceAdapters must agree (tested).
+func serveAdapters(service string) []string {
+	a := []string{"dynamodb", "eventbridge", "s3", "sqs"}
+	if service == "planner" {
+		a = append(a, "bedrock")
+	}
+	return a
 }

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ import (
 	sqssdk "github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	awsclient "github.com/agentbus/agentbus/client/aws"
+	"github.com/agentbus/agentbus/deploy"
 	"github.com/agentbus/agentbus/events"
 	"github.com/agentbus/agentbus/events/rules"
 	"github.com/agentbus/agentbus/internal/testenv"
@@ -68,7 +70,7 @@ func TestResolveServeConfig(t *testing.T) {
 		check   func(t *testing.T, c serveConfig)
 	}{
 		{name: "planner complete", service: "planner", env: full, check: func(t *testing.T, c serveConfig) {
-			if c.BusName != "agentbus" || c.BedrockModelID != "anthropic.claude" || c.Concurrency != 8 || c.MaxEventSize != 0 || c.RedisTLS {
+			if c.BusName != "agentbus" || c.BedrockModelID != "anthropic.claude" || c.Concurrency != 8 || c.OutboxInterval != 2*time.Second || c.MaxEventSize != 0 || c.RedisTLS {
 				t.Errorf("config %+v", c)
 			}
 		}},
@@ -86,14 +88,19 @@ func TestResolveServeConfig(t *testing.T) {
 		{name: "bad max event size", service: "executor", env: with("AGENTBUS_MAX_EVENT_SIZE", "big"), wantErr: []string{"AGENTBUS_MAX_EVENT_SIZE"}},
 		{name: "tiny max event size", service: "executor", env: with("AGENTBUS_MAX_EVENT_SIZE", "10"), wantErr: []string{"AGENTBUS_MAX_EVENT_SIZE"}},
 		{name: "bad redis tls", service: "memory", env: with("AGENTBUS_REDIS_TLS", "yes please"), wantErr: []string{"AGENTBUS_REDIS_TLS"}},
+		{name: "bad outbox interval", service: "memory", env: with("AGENTBUS_OUTBOX_INTERVAL", "often"), wantErr: []string{"AGENTBUS_OUTBOX_INTERVAL"}},
 		{name: "bad visibility", service: "memory", env: with("AGENTBUS_VISIBILITY", "10ms"), wantErr: []string{"AGENTBUS_VISIBILITY"}},
 		{name: "values parsed", service: "memory", env: func() map[string]string {
 			m := with("AGENTBUS_REDIS_TLS", "true")
 			m["AGENTBUS_MAX_EVENT_SIZE"] = "100000"
 			m["AGENTBUS_VISIBILITY"] = "45s"
 			m["AGENTBUS_REDIS_PASSWORD"] = "s3cret"
+			m["AGENTBUS_OUTBOX_INTERVAL"] = "500ms"
 			return m
 		}(), check: func(t *testing.T, c serveConfig) {
+			if c.OutboxInterval != 500*time.Millisecond {
+				t.Errorf("outbox interval %v", c.OutboxInterval)
+			}
 			if !c.RedisTLS || c.MaxEventSize != 100000 || c.Visibility != 45*time.Second || c.RedisPassword != "s3cret" {
 				t.Errorf("config %+v", c)
 			}
@@ -620,4 +627,23 @@ func childLogLevel() slog.Level {
 		return slog.LevelDebug
 	}
 	return slog.LevelInfo
+}
+
+// TestServeAdaptersMatchDeploy keeps the services' IAM roles (generated
+// from deploy.ServiceAdapters) equal to what serve wires.
+func TestServeAdaptersMatchDeploy(t *testing.T) {
+	t.Parallel()
+	want := deploy.ServiceAdapters()
+	if len(want) != len(serveServices) {
+		t.Errorf("deploy knows services %v, serve runs %v", want, serveServices)
+	}
+	for _, svc := range serveServices {
+		got := serveAdapters(svc)
+		w := slices.Clone(want[svc])
+		slices.Sort(w)
+		slices.Sort(got)
+		if !slices.Equal(got, w) {
+			t.Errorf("%s: serve wires %v, deploy grants %v", svc, got, w)
+		}
+	}
 }
