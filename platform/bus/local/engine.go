@@ -338,6 +338,11 @@ func (e *engine) run() {
 		}
 		e.requests.Add(int64(len(e.batch)))
 		e.step()
+		if e.j != nil {
+			if err := e.j.maybeCheckpoint(context.Background(), len(e.reqs) == 0); err != nil {
+				e.log.Warn("local bus: checkpoint failed", "err", err)
+			}
+		}
 	}
 }
 

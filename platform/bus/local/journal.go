@@ -25,6 +25,27 @@ type journal struct {
 	upsert, del map[int]*sql.Stmt
 	args        []any
 	inTx        bool
+	// sinceCheckpoint approximates WAL growth (rows written) since the
+	// last checkpoint.
+	sinceCheckpoint int
+}
+
+const (
+	checkpointIdle  = 2_000  // rows: checkpoint when idle past this
+	checkpointForce = 50_000 // rows: checkpoint even when busy
+)
+
+// maybeCheckpoint copies the WAL back into the database file when enough was
+// written: when the engine is idle, or regardless once the WAL is large. A
+// checkpoint fsyncs, so doing it in an idle moment keeps it out of the
+// latency of publishes and receives.
+func (j *journal) maybeCheckpoint(ctx context.Context, idle bool) error {
+	if j.sinceCheckpoint < checkpointIdle || (!idle && j.sinceCheckpoint < checkpointForce) {
+		return nil
+	}
+	j.sinceCheckpoint = 0
+	_, err := j.conn.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+	return err
 }
 
 // chunks are the multi-row statement sizes, largest first.
@@ -66,6 +87,10 @@ func openJournal(ctx context.Context, path, synchronous string) (*journal, error
 	// Multi-row statements keep a statement journal; in memory, not a temp
 	// file.
 	q.Add("_pragma", "temp_store(MEMORY)")
+	// Checkpoints (which fsync) are run by the engine when it is idle
+	// instead of inside whichever commit crosses 1000 WAL pages: see
+	// journal.maybeCheckpoint.
+	q.Add("_pragma", "wal_autocheckpoint(0)")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("local bus: open %s: %w", path, err)
@@ -162,6 +187,7 @@ func (j *journal) begin(ctx context.Context) error {
 
 func (j *journal) commit(ctx context.Context) error {
 	j.inTx = false
+	j.sinceCheckpoint++
 	if _, err := j.commitSt.ExecContext(ctx); err != nil {
 		// A failed COMMIT may leave the transaction open; end it.
 		_, _ = j.conn.ExecContext(ctx, "ROLLBACK")
@@ -194,6 +220,7 @@ func fromNanos(n int64) time.Time {
 // flushMsgs writes the messages' current state: upserts for live ones,
 // deletes for gone ones that were written before.
 func (j *journal) flushMsgs(ctx context.Context, ms []*msg) error {
+	j.sinceCheckpoint += len(ms)
 	var live, gone []*msg
 	for _, m := range ms {
 		switch {
