@@ -236,7 +236,8 @@ func (b *Bus) DeclareQueue(ctx context.Context, cfg QueueConfig) error {
 // others are published.
 //
 // In-process receivers get copies of the published events (not decoded
-// again from JSON), so an event must not be modified after Publish returns.
+// again from JSON); after a restart they are decoded from the stored
+// envelope.
 func (b *Bus) Publish(ctx context.Context, evs ...event.Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -270,7 +271,10 @@ func (b *Bus) Publish(ctx context.Context, evs ...event.Event) error {
 		if len(queues) == 0 {
 			continue
 		}
-		entries = append(entries, pubEntry{body: body, ev: &evs[i], queues: queues})
+		// Receivers get copies of this clone, so the caller may reuse or
+		// modify its event once Publish returns.
+		c := ev.Clone()
+		entries = append(entries, pubEntry{body: body, ev: &c, queues: queues})
 		idx = append(idx, i)
 	}
 	if len(entries) > 0 {
