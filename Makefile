@@ -4,11 +4,11 @@
 GO ?= go
 FUZZTIME ?= 10s
 
-.PHONY: test check vet fmt-check unit fuzz stack stack-down bench demo
+.PHONY: test check vet fmt-check unit fuzz checkov stack stack-down bench demo
 
 test: stack check
 
-check: vet fmt-check unit fuzz
+check: vet fmt-check unit fuzz checkov
 
 vet:
 	$(GO) vet ./...
@@ -24,11 +24,18 @@ unit:
 fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
 
+# Static analysis of the Terraform modules (pinned checkov in .tools/checkov).
+checkov:
+	scripts/checkov.sh
+
 stack:
 	scripts/stack.sh up
 
 stack-down:
 	scripts/stack.sh down
+
+demo:
+	$(GO) run ./cmd/agentbus run "What is 6*7, and what time is it in Europe/Paris?"
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
