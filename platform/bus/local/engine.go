@@ -44,7 +44,7 @@ type msg struct {
 	visibleAt time.Time
 	receives  int
 	gen       uint64 // receipt generation: bumped on every delivery
-	timerSeq  uint64 // only the newest timed entry of this message counts
+	hidx      int    // index in q.timed, -1 when not there
 	state     msgState
 	inflight  bool // stTimed because delivered (not because nacked with a delay)
 	reason    string
@@ -75,24 +75,30 @@ type deadMsg struct {
 	dirty     bool
 }
 
-type timed struct {
-	at  time.Time
-	m   *msg
-	seq uint64
-}
-
-type timedHeap []timed
+// timedHeap orders the invisible messages of a queue by visibleAt. Each
+// message is in it at most once (hidx), and leaves it as soon as it is no
+// longer invisible, so acked messages are not kept alive until their old
+// timeout.
+type timedHeap []*msg
 
 func (h timedHeap) Len() int           { return len(h) }
-func (h timedHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h timedHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *timedHeap) Push(x any)        { *h = append(*h, x.(timed)) }
+func (h timedHeap) Less(i, j int) bool { return h[i].visibleAt.Before(h[j].visibleAt) }
+func (h timedHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].hidx, h[j].hidx = i, j
+}
+func (h *timedHeap) Push(x any) {
+	m := x.(*msg)
+	m.hidx = len(*h)
+	*h = append(*h, m)
+}
 func (h *timedHeap) Pop() any {
 	old := *h
-	x := old[len(old)-1]
-	old[len(old)-1] = timed{}
+	m := old[len(old)-1]
+	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
-	return x
+	m.hidx = -1
+	return m
 }
 
 type queueState struct {
@@ -106,7 +112,22 @@ type queueState struct {
 	waiters []*receiveReq
 }
 
+// untime takes m out of the timed heap, if it is there.
+func (q *queueState) untime(m *msg) {
+	if m.hidx >= 0 {
+		heap.Remove(&q.timed, m.hidx)
+	}
+}
+
+// setGone marks m acked/dead/purged and drops it from the queue's indexes.
+func (q *queueState) setGone(m *msg) {
+	q.untime(m)
+	m.state = stGone
+	delete(q.msgs, m.id)
+}
+
 func (q *queueState) pushReady(m *msg) {
+	q.untime(m)
 	m.state = stReady
 	m.inflight = false
 	q.ready = append(q.ready, m)
@@ -209,7 +230,7 @@ func (e *engine) load(ctx context.Context) error {
 	return e.j.load(ctx,
 		func(id int64, queue string, body []byte, sentAt time.Time, receives int, delayUntil time.Time, reason string) {
 			q := e.queue(queue)
-			m := &msg{id: id, q: q, body: body, sentAt: sentAt, receives: receives, reason: reason, persisted: true}
+			m := &msg{id: id, q: q, body: body, sentAt: sentAt, receives: receives, reason: reason, persisted: true, hidx: -1}
 			q.msgs[id] = m
 			if delayUntil.After(now) {
 				m.state, m.visibleAt = stTimed, now.Add(delayUntil.Sub(now))
@@ -226,9 +247,13 @@ func (e *engine) load(ctx context.Context) error {
 		})
 }
 
+// pushTimed (re)schedules m for m.visibleAt.
 func (e *engine) pushTimed(m *msg) {
-	m.timerSeq++
-	heap.Push(&m.q.timed, timed{at: m.visibleAt, m: m, seq: m.timerSeq})
+	if m.hidx >= 0 {
+		heap.Fix(&m.q.timed, m.hidx)
+		return
+	}
+	heap.Push(&m.q.timed, m)
 }
 
 func (e *engine) markDirty(m *msg) {
@@ -247,11 +272,8 @@ func (e *engine) markDeadDirty(d *deadMsg) {
 
 // promote makes messages whose visibility ran out ready again.
 func (e *engine) promote(q *queueState, now time.Time) {
-	for len(q.timed) > 0 && !q.timed[0].at.After(now) {
-		t := heap.Pop(&q.timed).(timed)
-		if t.m.state == stTimed && t.m.timerSeq == t.seq {
-			q.pushReady(t.m)
-		}
+	for len(q.timed) > 0 && !q.timed[0].visibleAt.After(now) {
+		q.pushReady(heap.Pop(&q.timed).(*msg))
 	}
 }
 
@@ -285,8 +307,7 @@ func (e *engine) claim(q *queueState, max int, vis time.Duration, now time.Time,
 
 func (e *engine) toDead(m *msg, reason string, now time.Time) {
 	q := m.q
-	m.state = stGone
-	delete(q.msgs, m.id)
+	q.setGone(m)
 	e.markDirty(m)
 	d := &deadMsg{id: e.nextDID, queue: q.name, body: m.body, sentAt: m.sentAt, receives: m.receives, reason: reason, deadAt: now}
 	e.nextDID++
@@ -455,8 +476,8 @@ func (e *engine) nextWake() (time.Time, bool) {
 				at = w.deadline
 			}
 		}
-		if len(q.timed) > 0 && (at.IsZero() || q.timed[0].at.Before(at)) {
-			at = q.timed[0].at
+		if len(q.timed) > 0 && (at.IsZero() || q.timed[0].visibleAt.Before(at)) {
+			at = q.timed[0].visibleAt
 		}
 	}
 	return at, !at.IsZero()

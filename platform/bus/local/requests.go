@@ -58,7 +58,7 @@ func (r *publishReq) apply(e *engine, now time.Time) {
 	for _, en := range r.entries {
 		for _, name := range en.queues {
 			q := e.queue(name)
-			m := &msg{id: e.nextID, q: q, body: en.body, ev: en.ev, sentAt: now}
+			m := &msg{id: e.nextID, q: q, body: en.body, ev: en.ev, sentAt: now, hidx: -1}
 			e.nextID++
 			q.msgs[m.id] = m
 			q.pushReady(m)
@@ -152,8 +152,7 @@ func (r *ackReq) apply(e *engine, _ time.Time) {
 			r.errs = append(r.errs, err)
 			continue
 		}
-		m.state = stGone
-		delete(q.msgs, m.id)
+		q.setGone(m)
 		e.markDirty(m)
 	}
 }
@@ -287,7 +286,7 @@ func (r *redriveReq) apply(e *engine, now time.Time) {
 	for _, d := range q.dead[:n] {
 		d.gone = true
 		e.markDeadDirty(d)
-		m := &msg{id: e.nextID, q: q, body: d.body, sentAt: now}
+		m := &msg{id: e.nextID, q: q, body: d.body, sentAt: now, hidx: -1}
 		e.nextID++
 		q.msgs[m.id] = m
 		q.pushReady(m)
@@ -306,12 +305,13 @@ type purgeReq struct {
 
 func (r *purgeReq) apply(e *engine, _ time.Time) {
 	q := e.queue(r.queue)
-	for id, m := range q.msgs {
+	for _, m := range q.msgs {
+		m.hidx = -1 // the heap is dropped whole below
 		m.state = stGone
 		e.markDirty(m)
-		delete(q.msgs, id)
 		r.purged++
 	}
+	q.msgs = map[int64]*msg{}
 	q.ready, q.head, q.timed = nil, 0, nil
 }
 
@@ -323,7 +323,7 @@ type sendRawReq struct {
 
 func (r *sendRawReq) apply(e *engine, now time.Time) {
 	q := e.queue(r.queue)
-	m := &msg{id: e.nextID, q: q, body: r.body, sentAt: now}
+	m := &msg{id: e.nextID, q: q, body: r.body, sentAt: now, hidx: -1}
 	e.nextID++
 	q.msgs[m.id] = m
 	q.pushReady(m)
