@@ -134,7 +134,7 @@ receive:
 		if ctx.Err() != nil {
 			// Received while stopping: give them back untouched.
 			for _, m := range msgs {
-				w.settle(sctx, "release", func() error { return w.q.Nack(sctx, m.Receipt, 0) })
+				w.settle("release", func() error { return w.q.Nack(sctx, m.Receipt, 0) })
 				<-slots
 			}
 			break
@@ -190,7 +190,7 @@ func (w *Worker) handle(hctx, sctx context.Context, m Message, ack *acker, hb *b
 		ack.add(m.Receipt)
 	case hctx.Err() != nil:
 		// Shutdown cut the handler short: not the event's fault.
-		w.settle(sctx, "release", func() error { return w.q.Nack(sctx, m.Receipt, 0) })
+		w.settle("release", func() error { return w.q.Nack(sctx, m.Receipt, 0) })
 	case errors.Is(err, ErrPermanent):
 		w.deadLetter(sctx, m, err.Error())
 	default:
@@ -199,19 +199,19 @@ func (w *Worker) handle(hctx, sctx context.Context, m Message, ack *acker, hb *b
 			d = ra
 		}
 		if fn, ok := w.q.(FailureNacker); ok {
-			w.settle(sctx, "nack", func() error { return fn.NackFailure(sctx, m.Receipt, d, err.Error()) })
+			w.settle("nack", func() error { return fn.NackFailure(sctx, m.Receipt, d, err.Error()) })
 		} else {
-			w.settle(sctx, "nack", func() error { return w.q.Nack(sctx, m.Receipt, d) })
+			w.settle("nack", func() error { return w.q.Nack(sctx, m.Receipt, d) })
 		}
 	}
 }
 
 func (w *Worker) deadLetter(ctx context.Context, m Message, reason string) {
 	w.cfg.Logger.Warn("bus: dead-lettering message", "queue", w.q.Name(), "id", m.ID, "reason", reason)
-	w.settle(ctx, "dead-letter", func() error { return w.q.DeadLetter(ctx, m, reason) })
+	w.settle("dead-letter", func() error { return w.q.DeadLetter(ctx, m, reason) })
 }
 
-func (w *Worker) settle(_ context.Context, what string, f func() error) {
+func (w *Worker) settle(what string, f func() error) {
 	if err := f(); err != nil {
 		// The message will come back after its visibility timeout.
 		w.cfg.Logger.Warn("bus: "+what+" failed", "queue", w.q.Name(), "err", err)

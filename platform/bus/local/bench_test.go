@@ -29,7 +29,6 @@ func benchBus(b *testing.B, durable bool, subs int) (*local.Bus, []bus.Queue) {
 		opts.Path = filepath.Join(b.TempDir(), "bench.db")
 	}
 	var queues []bus.Queue
-	bb := &local.Bus{}
 	for i := range subs {
 		name := fmt.Sprintf("sub%d", i)
 		opts.Rules = append(opts.Rules, local.Rule{

@@ -133,11 +133,10 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 			return nil, err
 		}
 	}
-	for i, q := range opts.Queues {
+	for i := range opts.Queues {
 		if err := validQueue(&opts.Queues[i]); err != nil {
 			return nil, err
 		}
-		_ = q
 	}
 	var j *journal
 	if opts.Path != "" {
