@@ -116,3 +116,17 @@ func BenchmarkLatency(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLatencyLowRate is the latency floor: one publisher at 1,000
+// events/s, so nothing queues behind anything.
+func BenchmarkLatencyLowRate(b *testing.B) {
+	for _, m := range modes {
+		b.Run(m.name, func(b *testing.B) {
+			bb, queues := benchBus(b, m.durable, 1)
+			cfg := benchConfig(bb, queues, 1000)
+			cfg.Publishers = 1
+			b.ResetTimer()
+			bustest.RunBench(b, cfg, b.N).Report(b)
+		})
+	}
+}
