@@ -435,7 +435,7 @@ func TestLoopConcurrentSessionsStayApart(t *testing.T) {
 		// The memory service records asynchronously: wait for the answer
 		// to reach the history.
 		var text string
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 			hist, err := readAllHistory(ctx, rt.Store, s.id)
 			if err != nil {
 				t.Fatal(err)

@@ -197,6 +197,10 @@ func (w *Worker) handle(hctx, sctx context.Context, m Message, ack *acker, hb *b
 		d := backoff(m.ReceiveCount, cfg.MinBackoff, cfg.MaxBackoff)
 		if ra, ok := retryDelay(err); ok {
 			d = ra
+		} else {
+			// SQS keeps no reason with a redelivered message: the log does.
+			cfg.Logger.Warn("bus: handler failed; message will be redelivered", "queue", w.q.Name(),
+				"id", m.ID, "receive_count", m.ReceiveCount, "retry_in", d, "err", err)
 		}
 		if fn, ok := w.q.(FailureNacker); ok {
 			w.settle("nack", func() error { return fn.NackFailure(sctx, m.Receipt, d, err.Error()) })
