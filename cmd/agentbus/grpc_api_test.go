@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -628,4 +629,64 @@ func waitHistory(t *testing.T, rt *embedded, sid string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("history of %s never recorded its end", sid)
+}
+
+// TestDevServesTheAPI runs `agentbus dev` in process on a free port, runs
+// a prompt through the API, and stops it as Ctrl-C would.
+func TestDevServesTheAPI(t *testing.T) {
+	t.Parallel()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	pr, pw := io.Pipe()
+	var errOut bytes.Buffer
+	exit := make(chan int, 1)
+	go func() {
+		exit <- run(ctx, []string{"dev", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, strings.NewReader(""), pw, &errOut)
+		pw.Close()
+	}()
+	addrCh := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "API listening on "); ok {
+				addrCh <- a
+			}
+		}
+	}()
+	var addr string
+	select {
+	case addr = <-addrCh:
+	case code := <-exit:
+		t.Fatalf("dev exited %d: %s", code, errOut.String())
+	case <-time.After(20 * time.Second):
+		t.Fatal("dev did not report its address")
+	}
+	c := dialAPI(t, addr)
+	res, err := c.Run(context.Background(), "compute 2+3 and 10/4")
+	if err != nil || !strings.Contains(res.Answer, "2+3 = 5") {
+		t.Fatalf("run: %+v %v", res, err)
+	}
+	stop()
+	select {
+	case code := <-exit:
+		if code != 0 {
+			t.Fatalf("dev exited %d after interrupt: %s", code, errOut.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("dev did not stop on interrupt")
+	}
+}
+
+func TestDevStdinMode(t *testing.T) {
+	t.Parallel()
+	var out, errOut bytes.Buffer
+	in := strings.NewReader("compute 2+3 and 10/4\n\n")
+	code := run(context.Background(), []string{"dev", "--stdin", "--listen", "", "--data-dir", t.TempDir()}, in, &out, &errOut)
+	if code != 0 || !strings.Contains(out.String(), "answer: 2+3 = 5") || strings.Contains(out.String(), "API listening") {
+		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errOut.String())
+	}
+	code = run(context.Background(), []string{"dev", "--listen", "", "--data-dir", t.TempDir()}, strings.NewReader(""), &out, &errOut)
+	if code != 2 || !strings.Contains(errOut.String(), "nothing to serve") {
+		t.Fatalf("no API, no stdin: exit %d %s", code, errOut.String())
+	}
 }
