@@ -187,7 +187,7 @@ type slowCharge struct{ chargeTool }
 
 func (c slowCharge) Spec() tools.Spec {
 	s := c.chargeTool.Spec()
-	s.Timeout = 4 * time.Second
+	s.Timeout = 6 * time.Second
 	return s
 }
 
