@@ -75,14 +75,24 @@ type serveFlags struct {
 
 func (f *serveFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.listen, "listen", defaultListen, "address of the gRPC API (\"\" = no API); a non-loopback address requires --tls-cert/--tls-key and --token or --tls-client-ca")
-	fs.StringVar(&f.token, "token", os.Getenv("AGENTBUS_TOKEN"), "bearer token callers must send ($AGENTBUS_TOKEN); required with TLS off loopback unless --tls-client-ca")
+	fs.StringVar(&f.token, "token", "", "bearer token callers must send (default $AGENTBUS_TOKEN); required with TLS off loopback unless --tls-client-ca")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "server TLS certificate (PEM)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "server TLS private key (PEM)")
 	fs.StringVar(&f.tlsCA, "tls-client-ca", "", "require client certificates signed by these CAs (PEM; mTLS)")
 }
 
 func (f *serveFlags) security() api.Security {
-	return api.Security{CertFile: f.tlsCert, KeyFile: f.tlsKey, ClientCAFile: f.tlsCA, Token: f.token}
+	return api.Security{CertFile: f.tlsCert, KeyFile: f.tlsKey, ClientCAFile: f.tlsCA, Token: tokenOrEnv(f.token)}
+}
+
+// tokenOrEnv is the --token value, else $AGENTBUS_TOKEN. The environment
+// is read here rather than as the flag's default so that --help never
+// prints the secret.
+func tokenOrEnv(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	return os.Getenv("AGENTBUS_TOKEN")
 }
 
 // startAPI serves the API of rt on f.listen.
@@ -110,7 +120,7 @@ type apiFlags struct {
 
 func (f *apiFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.addr, "addr", "", "talk to a running `agentbus dev` at host:port through its gRPC API instead of the local data folder")
-	fs.StringVar(&f.token, "token", os.Getenv("AGENTBUS_TOKEN"), "bearer token for --addr ($AGENTBUS_TOKEN)")
+	fs.StringVar(&f.token, "token", "", "bearer token for --addr (default $AGENTBUS_TOKEN)")
 	fs.BoolVar(&f.tls, "tls", false, "use TLS for --addr, trusting the system's CAs")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "use TLS for --addr, trusting this CA certificate (PEM)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "client certificate for mTLS (PEM; with --tls-key)")
@@ -119,8 +129,8 @@ func (f *apiFlags) register(fs *pflag.FlagSet) {
 
 func (f *apiFlags) dial(ctx context.Context) (*client.Client, error) {
 	var opts []client.Option
-	if f.token != "" {
-		opts = append(opts, client.WithToken(f.token))
+	if tok := tokenOrEnv(f.token); tok != "" {
+		opts = append(opts, client.WithToken(tok))
 	}
 	if f.tls || f.tlsCA != "" || f.tlsCert != "" {
 		cfg := &tls.Config{}

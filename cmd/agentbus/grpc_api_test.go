@@ -690,3 +690,28 @@ func TestDevStdinMode(t *testing.T) {
 		t.Fatalf("no API, no stdin: exit %d %s", code, errOut.String())
 	}
 }
+
+// TestCLITokenFromEnv: run --addr takes the token from $AGENTBUS_TOKEN, and
+// a wrong --token is a usage error naming the problem. Not parallel:
+// it sets the environment.
+func TestCLITokenFromEnv(t *testing.T) {
+	rt := startLoop(t, "", nil)
+	const token = "0123456789abcdef-env"
+	addr := serveAPI(t, rt, api.Security{Token: token})
+	t.Setenv("AGENTBUS_TOKEN", token)
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"run", "--addr", addr, "compute 2+3 and 10/4"}, strings.NewReader(""), &out, &errOut); code != 0 {
+		t.Fatalf("token from env: exit %d %s", code, errOut.String())
+	}
+	errOut.Reset()
+	code := run(context.Background(), []string{"run", "--addr", addr, "--token", "wrong-token-0123456789", "hi"}, strings.NewReader(""), &out, &errOut)
+	if code != 2 || !strings.Contains(errOut.String(), "invalid bearer token") {
+		t.Fatalf("wrong token: exit %d %s", code, errOut.String())
+	}
+	t.Setenv("AGENTBUS_TOKEN", "")
+	errOut.Reset()
+	code = run(context.Background(), []string{"sessions", "list", "--addr", addr}, strings.NewReader(""), &out, &errOut)
+	if code != 2 || !strings.Contains(errOut.String(), "missing bearer token") {
+		t.Fatalf("no token: exit %d %s", code, errOut.String())
+	}
+}
