@@ -715,3 +715,51 @@ func TestCLITokenFromEnv(t *testing.T) {
 		t.Fatalf("no token: exit %d %s", code, errOut.String())
 	}
 }
+
+// TestCLIRunAddrInterrupt: interrupting `run --addr` cancels the run on
+// the server and exits 130, as the in-process path does.
+func TestCLIRunAddrInterrupt(t *testing.T) {
+	t.Parallel()
+	reg := tools.NewRegistry()
+	if err := reg.RegisterSpec(tools.Spec{Name: "silent_plugin", Description: "never answers",
+		InputSchema: json.RawMessage(`{"type":"object"}`), Timeout: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	rt := startLoop(t, loopScript, reg)
+	addr := serveAPI(t, rt, api.Security{})
+	ctx, interrupt := context.WithCancel(context.Background())
+	defer interrupt()
+	pr, pw := io.Pipe()
+	var errOut bytes.Buffer
+	exit := make(chan int, 1)
+	go func() {
+		exit <- run(ctx, []string{"run", "--addr", addr, "call the silent plug-in"}, strings.NewReader(""), pw, &errOut)
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	var sid string
+	for sc.Scan() {
+		line := sc.Text()
+		if s, ok := strings.CutPrefix(line, "session "); ok {
+			sid = s
+		}
+		if strings.Contains(line, "call s silent_plugin") {
+			interrupt()
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	select {
+	case code := <-exit:
+		if code != 130 || !strings.Contains(errOut.String(), "cancelled") {
+			t.Fatalf("exit %d: %s", code, errOut.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run --addr did not end after the interrupt")
+	}
+	c := dialAPI(t, addr)
+	got, err := c.Get(context.Background(), sid)
+	if err != nil || got.Status != client.StatusCancelled || got.Reason != "interrupted by the user" {
+		t.Fatalf("session after interrupt: %+v %v", got, err)
+	}
+}
