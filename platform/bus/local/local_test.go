@@ -54,7 +54,7 @@ func TestConformanceMemory(t *testing.T) {
 	t.Parallel()
 	bustest.Run(t, bustest.Features{
 		ExactlyOnceWithinVisibility: true, DLQReason: true, MaxBatch: local.MaxReceiveBatch,
-		Visibility: 300 * time.Millisecond, NackDelay: 300 * time.Millisecond,
+		Visibility: time.Second, NackDelay: time.Second,
 	}, func(t *testing.T, rules []bustest.Rule) bustest.Backend {
 		return backend(t, toOptions("", rules))
 	})
@@ -64,7 +64,7 @@ func TestConformanceFile(t *testing.T) {
 	t.Parallel()
 	bustest.Run(t, bustest.Features{
 		Persistent: true, ExactlyOnceWithinVisibility: true, DLQReason: true, MaxBatch: local.MaxReceiveBatch,
-		Visibility: 300 * time.Millisecond, NackDelay: 300 * time.Millisecond,
+		Visibility: time.Second, NackDelay: time.Second,
 	}, func(t *testing.T, rules []bustest.Rule) bustest.Backend {
 		return backend(t, toOptions(filepath.Join(t.TempDir(), "bus.db"), rules))
 	})

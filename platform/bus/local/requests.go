@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
-
 	"github.com/agentbus/agentbus/platform/bus"
 )
 
@@ -45,7 +43,6 @@ func (r errReq) done(err error) { r.ch <- err }
 
 type pubEntry struct {
 	body   []byte
-	ev     *event.Event
 	queues []string
 }
 
@@ -58,7 +55,7 @@ func (r *publishReq) apply(e *engine, now time.Time) {
 	for _, en := range r.entries {
 		for _, name := range en.queues {
 			q := e.queue(name)
-			m := &msg{id: e.nextID, q: q, body: en.body, ev: en.ev, sentAt: now, hidx: -1}
+			m := &msg{id: e.nextID, q: q, body: en.body, sentAt: now, hidx: -1}
 			e.nextID++
 			q.msgs[m.id] = m
 			q.pushReady(m)
