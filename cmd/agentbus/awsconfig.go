@@ -37,6 +37,7 @@ type serveConfig struct {
 	Concurrency    int           // handlers per process (default 8)
 	Visibility     time.Duration // 0: the catalog's visibility for the queue
 	OutboxInterval time.Duration // how often the relay polls unprompted
+	ExecutorGrace  time.Duration // 0: executor.DefaultGrace
 	HealthAddr     string        // "" : no health endpoint
 }
 
@@ -65,6 +66,7 @@ var serveSettings = []serveSetting{
 	{"concurrency", "AGENTBUS_CONCURRENCY", "handlers running at once in this process (default 8)", nil},
 	{"visibility", "AGENTBUS_VISIBILITY", "SQS visibility timeout asked for on receive, renewed while a handler runs (default: the rule catalog's for the queue)", nil},
 	{"outbox-interval", "AGENTBUS_OUTBOX_INTERVAL", "how often the outbox relay looks for events other processes left unpublished (default 2s; its own writes are published at once)", nil},
+	{"executor-grace", "AGENTBUS_EXECUTOR_GRACE", "executor: how long past a tool's timeout it waits for the result before reporting timeout (default 2s)", nil},
 	{"health-addr", "AGENTBUS_HEALTH_ADDR", "serve /healthz and /readyz on this address (e.g. 127.0.0.1:8080); empty: none", nil},
 }
 
@@ -172,6 +174,13 @@ func resolveServeConfig(service string, flags map[string]string, getenv func(str
 			errs = append(errs, fmt.Errorf("%s is %q: want a duration of at least 10ms, e.g. 2s", name["outbox-interval"], v))
 		}
 		c.OutboxInterval = d
+	}
+	if v := val["executor-grace"]; v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s is %q: want a positive duration, e.g. 2s", name["executor-grace"], v))
+		}
+		c.ExecutorGrace = d
 	}
 	if err := errors.Join(errs...); err != nil {
 		return serveConfig{}, fmt.Errorf("serve %s: %w", service, err)
