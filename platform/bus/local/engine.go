@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
+
 	"github.com/agentbus/agentbus/platform/bus"
 )
 
@@ -37,6 +39,7 @@ type msg struct {
 	id        int64
 	q         *queueState
 	body      []byte
+	ev        *event.Event // the event as published; nil when loaded from disk
 	sentAt    time.Time
 	visibleAt time.Time
 	receives  int
@@ -155,6 +158,7 @@ type claimed struct {
 	gen      uint64
 	receives int
 	body     []byte
+	ev       *event.Event
 	sentAt   time.Time
 }
 
@@ -296,7 +300,7 @@ func (e *engine) claim(q *queueState, max int, vis time.Duration, now time.Time,
 		m.state, m.inflight, m.visibleAt = stTimed, true, now.Add(vis)
 		e.pushTimed(m)
 		e.markDirty(m)
-		out = append(out, claimed{id: m.id, gen: m.gen, receives: m.receives, body: m.body, sentAt: m.sentAt})
+		out = append(out, claimed{id: m.id, gen: m.gen, receives: m.receives, body: m.body, ev: m.ev, sentAt: m.sentAt})
 	}
 	return out
 }

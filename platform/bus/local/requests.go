@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
+
 	"github.com/agentbus/agentbus/platform/bus"
 )
 
@@ -43,6 +45,7 @@ func (r errReq) done(err error) { r.ch <- err }
 
 type pubEntry struct {
 	body   []byte
+	ev     *event.Event
 	queues []string
 }
 
@@ -55,7 +58,7 @@ func (r *publishReq) apply(e *engine, now time.Time) {
 	for _, en := range r.entries {
 		for _, name := range en.queues {
 			q := e.queue(name)
-			m := &msg{id: e.nextID, q: q, body: en.body, sentAt: now, hidx: -1}
+			m := &msg{id: e.nextID, q: q, body: en.body, ev: en.ev, sentAt: now, hidx: -1}
 			e.nextID++
 			q.msgs[m.id] = m
 			q.pushReady(m)
