@@ -4,9 +4,9 @@
 GO ?= go
 FUZZTIME ?= 10s
 
-.PHONY: test check vet fmt-check unit fuzz checkov stack stack-down bench demo
+.PHONY: test check vet fmt-check unit fuzz checkov stack stack-up stack-down bench demo proto
 
-test: stack check
+test: stack-up check
 
 check: vet fmt-check unit fuzz checkov
 
@@ -28,11 +28,21 @@ fuzz:
 checkov:
 	scripts/checkov.sh
 
-stack:
+# Local development against the AWS stand-in: start moto and redis, then
+# create the bus, rules, queues + DLQs, bucket and table (idempotent).
+stack: stack-up
+	eval "$$(scripts/stack.sh env)" && $(GO) run ./cmd/agentbus stack bootstrap
+
+# Only the servers (what the tests need: each test makes its own resources).
+stack-up:
 	scripts/stack.sh up
 
 stack-down:
 	scripts/stack.sh down
+
+# Regenerate the gRPC Go code from proto/ (installs protoc and plug-ins).
+proto:
+	scripts/protoc.sh
 
 demo:
 	$(GO) run ./cmd/agentbus run "What is 6*7, and what time is it in Europe/Paris?"
