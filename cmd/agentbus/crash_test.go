@@ -50,7 +50,7 @@ type chargeTool struct{ path string }
 func (c chargeTool) Spec() tools.Spec {
 	return tools.Spec{Name: "charge", Description: "charges an amount (test side effect)",
 		InputSchema: json.RawMessage(`{"type":"object","properties":{"amount":{"type":"number"}},"required":["amount"]}`),
-		Timeout:     500 * time.Millisecond}
+		Timeout:     2 * time.Second}
 }
 
 func (c chargeTool) Run(_ context.Context, call tools.Call) (json.RawMessage, error) {
@@ -106,7 +106,10 @@ func TestCrashChild(t *testing.T) {
 	}
 	ctx := context.Background()
 	rt, err := startEmbedded(ctx, embeddedConfig{DataDir: filepath.Join(dir, "data"), Model: scripted.New(s),
-		Tools: reg, Hooks: hooks, LeaseMargin: 500 * time.Millisecond})
+		// The executor's own timeout stays out of the way (a restart on a
+		// loaded machine can take seconds): every call is settled by the
+		// tool-gateway, as ok or outcome_unknown.
+		Tools: reg, Hooks: hooks, LeaseMargin: 500 * time.Millisecond, ExecutorGrace: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

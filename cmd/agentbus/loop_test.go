@@ -414,9 +414,13 @@ func TestLoopConcurrentSessionsStayApart(t *testing.T) {
 			defer wg.Done()
 			s := sessions[i]
 			ev := s.end(t, 60*time.Second)
+			if ev.Type() != events.TypeAgentCompleted {
+				errs <- fmt.Errorf("session %d ended with %s: %s", i, ev.Type(), ev.Data())
+				return
+			}
 			done, err := events.Decode[events.AgentCompleted](ev)
 			if err != nil {
-				errs <- fmt.Errorf("session %d: %s %v", i, ev.Type(), err)
+				errs <- fmt.Errorf("session %d: %v", i, err)
 				return
 			}
 			if done.Answer != "nonce "+nonces[i]+" answered 42" {

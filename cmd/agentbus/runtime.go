@@ -52,6 +52,9 @@ type embeddedConfig struct {
 	MaxEventSize int
 	// ExtraRules are plug-in rules added to the catalog.
 	ExtraRules []rules.Rule
+	// ExecutorGrace is how long past a tool's timeout the executor waits for
+	// a result before it reports timeout (default executor.DefaultGrace).
+	ExecutorGrace time.Duration
 	// LeaseMargin is added to a tool's timeout to make its idempotency
 	// lease (default: the tool-gateway's); crash tests shorten it.
 	LeaseMargin time.Duration
@@ -208,7 +211,7 @@ func startEmbedded(ctx context.Context, cfg embeddedConfig) (_ *embedded, err er
 	hot := memory.CacheHot(cachemem.New(cachemem.Options{}), 10*time.Minute, cfg.Logger)
 	rt.Memory = memory.New(rt.Store, hot, cfg.Logger)
 	pl := planner.New(rt.Store, cfg.Model, cfg.Tools, cfg.Planner, nil, cfg.Logger)
-	ex := executor.New(executorStore{Store: rt.Store, hooks: cfg.Hooks}, cfg.Tools, 0, nil, cfg.Logger)
+	ex := executor.New(executorStore{Store: rt.Store, hooks: cfg.Hooks}, cfg.Tools, cfg.ExecutorGrace, nil, cfg.Logger)
 	gw, err := toolgateway.New(toolgateway.Config{
 		Store:       rt.Store,
 		Registry:    cfg.Tools,
