@@ -265,8 +265,9 @@ func TestCheckovSkipsJustified(t *testing.T) {
 }
 
 // TestBrokenFixturesFail proves the checks can fail: each fixture under
-// testdata/broken is a broken copy of (part of) a module, and the named check
-// must report it.
+// testdata/broken is a small broken module, or a real module copied and
+// broken in one place at test time (mutatedCopy), and the named check must
+// report it.
 func TestBrokenFixturesFail(t *testing.T) {
 	t.Parallel()
 	catalog, err := rules.Catalog()
@@ -281,7 +282,11 @@ func TestBrokenFixturesFail(t *testing.T) {
 		{"fmt_misaligned", formatCheck, "not formatted"},
 		{"fmt_interpolation", formatCheck, "interpolation-only"},
 		{"fmt_interpolation", formatCheck, "quoted type constraint"},
-		{"undeclared_variable", moduleCheck, `undeclared input variable "queue_prefix"`},
+		{"undeclared_variable", func(t *testing.T, _ string) []error {
+			dir := mutatedCopy(t, "../terraform/modules/subscriber", "main.tf",
+				`"${var.name_prefix}-${var.name}"`, `"${var.queue_prefix}-${var.name}"`)
+			return moduleCheck(t, dir)
+		}, `undeclared input variable "queue_prefix"`},
 		{"undeclared_input", moduleCheck, `unsupported argument "queue_name"`},
 		{"undeclared_input", moduleCheck, `missing required argument "event_bus_name"`},
 		{"missing_output", moduleCheck, `has no output "queue_id"`},
@@ -291,7 +296,16 @@ func TestBrokenFixturesFail(t *testing.T) {
 		{"wildcard_action", iamCheck, `action "sqs:*"`},
 		{"wildcard_action", iamCheck, `s3:GetObject on Resource "*" is not in the allow-list`},
 		{"wildcard_action", iamCheck, "must be data.aws_iam_policy_document.<name>.json"},
-		{"service_extra_action", func(t *testing.T, dir string) []error {
+		{"service_extra_action", func(t *testing.T, _ string) []error {
+			dir := mutatedCopy(t, serviceDir, "main.tf", `data "aws_iam_policy_document" "task" {
+`, `data "aws_iam_policy_document" "task" {
+  statement {
+    sid       = "Extra"
+    actions   = ["sqs:PurgeQueue"]
+    resources = [var.queue_arn]
+  }
+
+`)
 			return CheckServiceRole(loadModule(t, dir), serviceName, ServiceActions(serviceName))
 		}, "sqs:PurgeQueue"},
 		{"catalog_missing", func(t *testing.T, dir string) []error {
@@ -331,4 +345,36 @@ func iamCheck(t *testing.T, dir string) []error {
 		t.Fatal(err)
 	}
 	return CheckIAM(ev)
+}
+
+// mutatedCopy copies the .tf and .tf.json files of module dir src into a
+// temporary folder and replaces old with new (which must occur exactly once)
+// in file: a real module broken in one place, so the fixture never drifts
+// from the module it breaks.
+func mutatedCopy(t *testing.T, src, file, old, new string) string {
+	t.Helper()
+	dst := t.TempDir()
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() || !(strings.HasSuffix(e.Name(), ".tf") || strings.HasSuffix(e.Name(), ".tf.json")) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Name() == file {
+			if n := strings.Count(string(b), old); n != 1 {
+				t.Fatalf("%s/%s: %q occurs %d times, want once", src, file, old, n)
+			}
+			b = []byte(strings.Replace(string(b), old, new, 1))
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
 }
