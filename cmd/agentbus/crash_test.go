@@ -68,21 +68,17 @@ func (c chargeTool) Run(_ context.Context, call tools.Call) (json.RawMessage, er
 	return json.RawMessage(`{"charged":true}`), nil
 }
 
-// TestCrashChild is the child process; it does nothing in a normal run.
-func TestCrashChild(t *testing.T) {
-	if os.Getenv(envCrashChild) != "1" {
-		t.Skip("child process of TestCrashRecovery (runs only when re-executed by it)")
-	}
-	dir := os.Getenv(envCrashDir)
-	sid := os.Getenv(envCrashSID)
-	point, nth := os.Getenv(envCrashPoint), 1
+// killAt returns hooks that SIGKILL this process the n-th time the named
+// point is reached; point is "name" or "name#n" ("" never kills).
+func killAt(point string) crashHooks {
+	nth := 1
 	if name, n, ok := strings.Cut(point, "#"); ok {
 		point = name
 		nth, _ = strconv.Atoi(n)
 	}
 	var mu sync.Mutex
 	seen := 0
-	hooks := crashHooks{Point: func(name string) {
+	return crashHooks{Point: func(name string) {
 		if point == "" || name != point {
 			return
 		}
@@ -96,6 +92,16 @@ func TestCrashChild(t *testing.T) {
 			select {} // never returns: the signal ends the process
 		}
 	}}
+}
+
+// TestCrashChild is the child process; it does nothing in a normal run.
+func TestCrashChild(t *testing.T) {
+	if os.Getenv(envCrashChild) != "1" {
+		t.Skip("child process of TestCrashRecovery (runs only when re-executed by it)")
+	}
+	dir := os.Getenv(envCrashDir)
+	sid := os.Getenv(envCrashSID)
+	hooks := killAt(os.Getenv(envCrashPoint))
 	s, err := scripted.Parse([]byte(crashScript))
 	if err != nil {
 		t.Fatal(err)

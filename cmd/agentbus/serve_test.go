@@ -16,7 +16,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -209,27 +208,7 @@ func TestServeChild(t *testing.T) {
 	if err := reg.Register(slowCharge{chargeTool{path: os.Getenv(envServeCharges)}}); err != nil {
 		t.Fatal(err)
 	}
-	point, nth := os.Getenv(envServeCrash), 1
-	if name, n, ok := strings.Cut(point, "#"); ok {
-		point = name
-		nth, _ = strconv.Atoi(n)
-	}
-	var mu sync.Mutex
-	seen := 0
-	crash := crashHooks{Point: func(name string) {
-		if point == "" || name != point {
-			return
-		}
-		mu.Lock()
-		seen++
-		hit := seen == nth
-		mu.Unlock()
-		if hit {
-			fmt.Println("CRASH", name)
-			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {}
-		}
-	}}
+	crash := killAt(os.Getenv(envServeCrash))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: childLogLevel()})).With("service", svc)

@@ -398,6 +398,18 @@ func BlobPrefix(sessionID string) string { return "state/" + sessionID + "/" }
 // a bucket lifecycle rule (AWS) or prune the folder.
 const OutboxBlobPrefix = "state/_outbox/"
 
+// ValidateClaimKey checks the identifiers of a claim operation (RenewClaim,
+// CompleteClaim) as every implementation does.
+func ValidateClaimKey(sessionID, key, holder string) error {
+	if err := ValidateSessionID(sessionID); err != nil {
+		return err
+	}
+	if err := ValidateID("claim key", key); err != nil {
+		return err
+	}
+	return ValidateID("holder", holder)
+}
+
 // ValidateClaimRequest checks req as every implementation does.
 func ValidateClaimRequest(req ClaimRequest) error {
 	if err := ValidateSessionID(req.SessionID); err != nil {

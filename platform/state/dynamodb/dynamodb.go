@@ -1064,19 +1064,9 @@ func (st *Store) Claim(ctx context.Context, req state.ClaimRequest) (state.Claim
 	return c, acquired, nil
 }
 
-func validateClaimKey(sessionID, k, holder string) error {
-	if err := state.ValidateSessionID(sessionID); err != nil {
-		return err
-	}
-	if err := state.ValidateID("claim key", k); err != nil {
-		return err
-	}
-	return state.ValidateID("holder", holder)
-}
-
 // RenewClaim implements state.Claims.
 func (st *Store) RenewClaim(ctx context.Context, sessionID, k, holder string, lease time.Duration) (state.Claim, error) {
-	if err := validateClaimKey(sessionID, k, holder); err != nil {
+	if err := state.ValidateClaimKey(sessionID, k, holder); err != nil {
 		return state.Claim{}, err
 	}
 	return st.casClaim(ctx, sessionID, k, nil, func(cur *state.Claim) (state.Claim, bool, error) {
@@ -1087,7 +1077,7 @@ func (st *Store) RenewClaim(ctx context.Context, sessionID, k, holder string, le
 
 // CompleteClaim implements state.Claims.
 func (st *Store) CompleteClaim(ctx context.Context, sessionID, k, holder string, result []byte, out ...state.OutboxEvent) (state.Claim, error) {
-	if err := validateClaimKey(sessionID, k, holder); err != nil {
+	if err := state.ValidateClaimKey(sessionID, k, holder); err != nil {
 		return state.Claim{}, err
 	}
 	if err := state.ValidateOutbox(out); err != nil {

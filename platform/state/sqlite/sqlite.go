@@ -583,19 +583,9 @@ func (s *Store) Claim(ctx context.Context, req state.ClaimRequest) (state.Claim,
 	return next, acquired, nil
 }
 
-func validateClaimKey(sessionID, key, holder string) error {
-	if err := state.ValidateSessionID(sessionID); err != nil {
-		return err
-	}
-	if err := state.ValidateID("claim key", key); err != nil {
-		return err
-	}
-	return state.ValidateID("holder", holder)
-}
-
 // RenewClaim implements state.Claims.
 func (s *Store) RenewClaim(ctx context.Context, sessionID, key, holder string, lease time.Duration) (state.Claim, error) {
-	if err := validateClaimKey(sessionID, key, holder); err != nil {
+	if err := state.ValidateClaimKey(sessionID, key, holder); err != nil {
 		return state.Claim{}, err
 	}
 	var next state.Claim
@@ -618,7 +608,7 @@ func (s *Store) RenewClaim(ctx context.Context, sessionID, key, holder string, l
 
 // CompleteClaim implements state.Claims.
 func (s *Store) CompleteClaim(ctx context.Context, sessionID, key, holder string, result []byte, out ...state.OutboxEvent) (state.Claim, error) {
-	if err := validateClaimKey(sessionID, key, holder); err != nil {
+	if err := state.ValidateClaimKey(sessionID, key, holder); err != nil {
 		return state.Claim{}, err
 	}
 	if err := state.ValidateOutbox(out); err != nil {
