@@ -34,10 +34,10 @@ type Task struct {
 	// Session is the agent session that started the execution; the claim
 	// ledger scopes the task's claim to it.
 	Session string `json:"session"`
-	Saga      string `json:"saga"`
-	Step      string `json:"step"`
-	Kind      Kind   `json:"kind"`
-	Tool      string `json:"tool"`
+	Saga    string `json:"saga"`
+	Step    string `json:"step"`
+	Kind    Kind   `json:"kind"`
+	Tool    string `json:"tool"`
 	// Input is the resolved tool input (a JSON object).
 	Input json.RawMessage `json:"input"`
 	// TaskToken is Step Functions' callback token; empty for the local
