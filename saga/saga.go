@@ -94,9 +94,11 @@ const (
 var DefaultRetry = Retry{MaxAttempts: 2, IntervalSeconds: 1, BackoffRate: 2}
 
 // Error names a worker reports (SendTaskFailure's error, the local runner's
-// StepError.Name). Retryable: ErrorTool, ErrorTimeout, and the runtime's
-// States.Timeout / States.HeartbeatTimeout. Never retried: ErrorInvalidInput
-// and ErrorOutcomeUnknown (the attempt may have had its effect).
+// StepError.Name). Only ErrorTool is retried (per the step's policy): a
+// saga tool's contract is that an error return means it did nothing. A
+// timeout (ours or the runtime's States.Timeout / States.HeartbeatTimeout),
+// ErrorInvalidInput and ErrorOutcomeUnknown are not retried, because the
+// attempt may have had its effect; they go straight to compensation.
 const (
 	ErrorTool           = "agentbus.ToolError"
 	ErrorTimeout        = "agentbus.Timeout"

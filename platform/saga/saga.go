@@ -47,13 +47,18 @@ type Task struct {
 	HeartbeatSeconds int `json:"heartbeatSeconds,omitempty"`
 	// TimeoutSeconds bounds the attempt.
 	TimeoutSeconds int `json:"timeoutSeconds,omitempty"`
+	// Attempt counts the task's retries: 0 for the first attempt (Step
+	// Functions' $$.State.RetryCount). A redelivery of one attempt has the
+	// same Attempt; a retry after a failure has the next.
+	Attempt int `json:"attempt"`
 }
 
 // Key is the task's idempotency key in the claim ledger: one per
-// execution, step and kind, so a redelivered or retried task never runs its
-// tool twice.
+// execution, step, kind and attempt, so a redelivered task never runs its
+// tool twice, while a retry after a reported failure (agentbus.ToolError:
+// the tool said it did nothing) runs it again.
 func (t Task) Key() string {
-	return fmt.Sprintf("saga/%s/%s/%s", t.Execution, t.Step, t.Kind)
+	return fmt.Sprintf("saga/%s/%s/%s/%d", t.Execution, t.Step, t.Kind, t.Attempt)
 }
 
 // StepError is a failed task: Name is one of the saga.Error* names (or a
