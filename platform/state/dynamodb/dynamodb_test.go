@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -359,6 +360,11 @@ func (f fakeAPI) GetItem(context.Context, *awsddb.GetItemInput, ...func(*awsddb.
 	return &awsddb.GetItemOutput{}, nil
 }
 
+// Query finds nothing: the step is not done yet, so the write is tried.
+func (f fakeAPI) Query(context.Context, *awsddb.QueryInput, ...func(*awsddb.Options)) (*awsddb.QueryOutput, error) {
+	return &awsddb.QueryOutput{}, nil
+}
+
 func (f fakeAPI) TransactWriteItems(context.Context, *awsddb.TransactWriteItemsInput, ...func(*awsddb.Options)) (*awsddb.TransactWriteItemsOutput, error) {
 	return nil, f.err
 }
@@ -415,5 +421,56 @@ func TestErrorTranslation(t *testing.T) {
 	_, err = ddb.NewFromClient(nil, "t")
 	if !errors.Is(err, state.ErrInvalid) {
 		t.Fatalf("NewFromClient(nil) = %v, want ErrInvalid", err)
+	}
+}
+
+// doneStepAPI reports a step already opened and completed, and fails the
+// test's expectations if a transaction is attempted anyway.
+type doneStepAPI struct {
+	ddb.API
+	tx *atomic.Int32
+}
+
+func (f doneStepAPI) Query(context.Context, *awsddb.QueryInput, ...func(*awsddb.Options)) (*awsddb.QueryOutput, error) {
+	return &awsddb.QueryOutput{Items: []map[string]types.AttributeValue{{
+		"pk": &types.AttributeValueMemberS{Value: "SESSION#s"}, "sk": &types.AttributeValueMemberS{Value: "STEP#0000000001"},
+		"done":     &types.AttributeValueMemberBOOL{Value: true},
+		"expected": &types.AttributeValueMemberL{Value: []types.AttributeValue{&types.AttributeValueMemberS{Value: "c1"}}},
+	}}}, nil
+}
+
+func (f doneStepAPI) GetItem(context.Context, *awsddb.GetItemInput, ...func(*awsddb.Options)) (*awsddb.GetItemOutput, error) {
+	return &awsddb.GetItemOutput{Item: map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "SESSION#s"}}}, nil
+}
+
+func (f doneStepAPI) TransactWriteItems(context.Context, *awsddb.TransactWriteItemsInput, ...func(*awsddb.Options)) (*awsddb.TransactWriteItemsOutput, error) {
+	f.tx.Add(1)
+	return nil, errors.New("unexpected transaction")
+}
+
+// TestKnownConflictsSendNoTransaction: a write whose condition is already
+// known to fail (redelivered OpenStep, losing CompleteStep, existing
+// session) is answered from a read; no transaction is sent (a failed one
+// costs capacity on AWS and restores the whole table on moto).
+func TestKnownConflictsSendNoTransaction(t *testing.T) {
+	t.Parallel()
+	var tx atomic.Int32
+	s, err := ddb.NewFromClient(doneStepAPI{tx: &tx}, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob := state.OutboxEvent{ID: "o", Payload: []byte(`{}`)}
+	k := state.StepKey{SessionID: "s", Step: 1}
+	if _, opened, err := s.OpenStep(t.Context(), k, []string{"c1"}, ob); err != nil || opened {
+		t.Fatalf("OpenStep of an opened step = %v, %v; want false, nil", opened, err)
+	}
+	if first, err := s.CompleteStep(t.Context(), k, ob); err != nil || first {
+		t.Fatalf("CompleteStep of a done step = %v, %v; want false, nil", first, err)
+	}
+	if _, err := s.CreateSession(t.Context(), state.Session{ID: "s", Status: state.StatusRunning}, ob); !errors.Is(err, state.ErrConflict) {
+		t.Fatalf("CreateSession of an existing session = %v, want ErrConflict", err)
+	}
+	if n := tx.Load(); n != 0 {
+		t.Fatalf("%d transactions sent; want none", n)
 	}
 }
