@@ -70,6 +70,7 @@ func Run(t *testing.T, newStore func(t *testing.T) state.Store) {
 		{"OutboxLargePayload", testOutboxLargePayload},
 		{"CanceledContext", testCanceledContext},
 		{"LongIDs", testLongIDs},
+		{"ToolSpecs", testToolSpecs},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

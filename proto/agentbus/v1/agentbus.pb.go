@@ -85,6 +85,758 @@ func (Status) EnumDescriptor() ([]byte, []int) {
 	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{0}
 }
 
+type RegisterToolsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// plugin names the plug-in (informational: listings, logs).
+	Plugin string `protobuf:"bytes,1,opt,name=plugin,proto3" json:"plugin,omitempty"`
+	// tools are the specs; Tool.local is ignored.
+	Tools         []*Tool `protobuf:"bytes,2,rep,name=tools,proto3" json:"tools,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterToolsRequest) Reset() {
+	*x = RegisterToolsRequest{}
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterToolsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterToolsRequest) ProtoMessage() {}
+
+func (x *RegisterToolsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterToolsRequest.ProtoReflect.Descriptor instead.
+func (*RegisterToolsRequest) Descriptor() ([]byte, []int) {
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RegisterToolsRequest) GetPlugin() string {
+	if x != nil {
+		return x.Plugin
+	}
+	return ""
+}
+
+func (x *RegisterToolsRequest) GetTools() []*Tool {
+	if x != nil {
+		return x.Tools
+	}
+	return nil
+}
+
+type RegisterToolsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterToolsResponse) Reset() {
+	*x = RegisterToolsResponse{}
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterToolsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterToolsResponse) ProtoMessage() {}
+
+func (x *RegisterToolsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterToolsResponse.ProtoReflect.Descriptor instead.
+func (*RegisterToolsResponse) Descriptor() ([]byte, []int) {
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{1}
+}
+
+type ReceiveRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Queue string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	// max_messages: 1..10 (0 = 1).
+	MaxMessages int32 `protobuf:"varint,2,opt,name=max_messages,json=maxMessages,proto3" json:"max_messages,omitempty"`
+	// wait_ms: long-poll time, at most 20000.
+	WaitMs int32 `protobuf:"varint,3,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	// visibility_ms hides the deliveries from other receivers for this long
+	// (0 = the queue's visibility timeout).
+	VisibilityMs  int64 `protobuf:"varint,4,opt,name=visibility_ms,json=visibilityMs,proto3" json:"visibility_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiveRequest) Reset() {
+	*x = ReceiveRequest{}
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiveRequest) ProtoMessage() {}
+
+func (x *ReceiveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiveRequest.ProtoReflect.Descriptor instead.
+func (*ReceiveRequest) Descriptor() ([]byte, []int) {
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ReceiveRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *ReceiveRequest) GetMaxMessages() int32 {
+	if x != nil {
+		return x.MaxMessages
+	}
+	return 0
+}
+
+func (x *ReceiveRequest) GetWaitMs() int32 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+func (x *ReceiveRequest) GetVisibilityMs() int64 {
+	if x != nil {
+		return x.VisibilityMs
+	}
+	return 0
+}
+
+// Delivery is one delivery of one event from a plug-in queue.
+type Delivery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// receipt names this delivery for Ack, Nack, Extend and DeadLetter.
+	Receipt string `protobuf:"bytes,2,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	// cloud_event is the event as structured CloudEvents JSON; empty when the
+	// body could not be decoded (decode_error says why; dead-letter it).
+	CloudEvent   string `protobuf:"bytes,3,opt,name=cloud_event,json=cloudEvent,proto3" json:"cloud_event,omitempty"`
+	DecodeError  string `protobuf:"bytes,4,opt,name=decode_error,json=decodeError,proto3" json:"decode_error,omitempty"`
+	ReceiveCount int32  `protobuf:"varint,5,opt,name=receive_count,json=receiveCount,proto3" json:"receive_count,omitempty"`
+	// body is the raw queued body, kept for a delivery that could not be decoded.
+	Body          []byte `protobuf:"bytes,6,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Delivery) Reset() {
+	*x = Delivery{}
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Delivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Delivery) ProtoMessage() {}
+
+func (x *Delivery) ProtoReflect() protoreflect.Message {
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
+func (*Delivery) Descriptor() ([]byte, []int) {
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Delivery) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Delivery) GetReceipt() string {
+	if x != nil {
+		return x.Receipt
+	}
+	return ""
+}
+
+func (x *Delivery) GetCloudEvent() string {
+	if x != nil {
+		return x.CloudEvent
+	}
+	return ""
+}
+
+func (x *Delivery) GetDecodeError() string {
+	if x != nil {
+		return x.DecodeError
+	}
+	return ""
+}
+
+func (x *Delivery) GetReceiveCount() int32 {
+	if x != nil {
+		return x.ReceiveCount
+	}
+	return 0
+}
+
+func (x *Delivery) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+type ReceiveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deliveries    []*Delivery            `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiveResponse) Reset() {
+	*x = ReceiveResponse{}
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiveResponse) ProtoMessage() {}
+
+func (x *ReceiveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiveResponse.ProtoReflect.Descriptor instead.
+func (*ReceiveResponse) Descriptor() ([]byte, []int) {
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ReceiveResponse) GetDeliveries() []*Delivery {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
+type AckRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queue         string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	Receipts      []string               `protobuf:"bytes,2,rep,name=receipts,proto3" json:"receipts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckRequest) Reset() {
+	*x = AckRequest{}
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckRequest) ProtoMessage() {}
+
+func (x *AckRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
+func (*AckRequest) Descriptor() ([]byte, []int) {
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AckRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *AckRequest) GetReceipts() []string {
+	if x != nil {
+		return x.Receipts
+	}
+	return nil
+}
+
+type AckResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckResponse) Reset() {
+	*x = AckResponse{}
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckResponse) ProtoMessage() {}
+
+func (x *AckResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
+func (*AckResponse) Descriptor() ([]byte, []int) {
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{6}
+}
+
+type NackRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queue         string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	Receipt       string                 `protobuf:"bytes,2,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	DelayMs       int64                  `protobuf:"varint,3,opt,name=delay_ms,json=delayMs,proto3" json:"delay_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NackRequest) Reset() {
+	*x = NackRequest{}
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NackRequest) ProtoMessage() {}
+
+func (x *NackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NackRequest.ProtoReflect.Descriptor instead.
+func (*NackRequest) Descriptor() ([]byte, []int) {
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *NackRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *NackRequest) GetReceipt() string {
+	if x != nil {
+		return x.Receipt
+	}
+	return ""
+}
+
+func (x *NackRequest) GetDelayMs() int64 {
+	if x != nil {
+		return x.DelayMs
+	}
+	return 0
+}
+
+type NackResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NackResponse) Reset() {
+	*x = NackResponse{}
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NackResponse) ProtoMessage() {}
+
+func (x *NackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NackResponse.ProtoReflect.Descriptor instead.
+func (*NackResponse) Descriptor() ([]byte, []int) {
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{8}
+}
+
+type ExtendRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queue         string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	Receipt       string                 `protobuf:"bytes,2,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	VisibilityMs  int64                  `protobuf:"varint,3,opt,name=visibility_ms,json=visibilityMs,proto3" json:"visibility_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExtendRequest) Reset() {
+	*x = ExtendRequest{}
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExtendRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExtendRequest) ProtoMessage() {}
+
+func (x *ExtendRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExtendRequest.ProtoReflect.Descriptor instead.
+func (*ExtendRequest) Descriptor() ([]byte, []int) {
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ExtendRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *ExtendRequest) GetReceipt() string {
+	if x != nil {
+		return x.Receipt
+	}
+	return ""
+}
+
+func (x *ExtendRequest) GetVisibilityMs() int64 {
+	if x != nil {
+		return x.VisibilityMs
+	}
+	return 0
+}
+
+type ExtendResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExtendResponse) Reset() {
+	*x = ExtendResponse{}
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExtendResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExtendResponse) ProtoMessage() {}
+
+func (x *ExtendResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExtendResponse.ProtoReflect.Descriptor instead.
+func (*ExtendResponse) Descriptor() ([]byte, []int) {
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{10}
+}
+
+type DeadLetterRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queue         string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	Receipt       string                 `protobuf:"bytes,2,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeadLetterRequest) Reset() {
+	*x = DeadLetterRequest{}
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetterRequest) ProtoMessage() {}
+
+func (x *DeadLetterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetterRequest.ProtoReflect.Descriptor instead.
+func (*DeadLetterRequest) Descriptor() ([]byte, []int) {
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DeadLetterRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *DeadLetterRequest) GetReceipt() string {
+	if x != nil {
+		return x.Receipt
+	}
+	return ""
+}
+
+func (x *DeadLetterRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type DeadLetterResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeadLetterResponse) Reset() {
+	*x = DeadLetterResponse{}
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetterResponse) ProtoMessage() {}
+
+func (x *DeadLetterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetterResponse.ProtoReflect.Descriptor instead.
+func (*DeadLetterResponse) Descriptor() ([]byte, []int) {
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{12}
+}
+
+type PublishRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cloud_events: each a structured CloudEvents JSON object.
+	CloudEvents   []string `protobuf:"bytes,1,rep,name=cloud_events,json=cloudEvents,proto3" json:"cloud_events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishRequest) Reset() {
+	*x = PublishRequest{}
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishRequest) ProtoMessage() {}
+
+func (x *PublishRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
+func (*PublishRequest) Descriptor() ([]byte, []int) {
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PublishRequest) GetCloudEvents() []string {
+	if x != nil {
+		return x.CloudEvents
+	}
+	return nil
+}
+
+type PublishResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishResponse) Reset() {
+	*x = PublishResponse{}
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishResponse) ProtoMessage() {}
+
+func (x *PublishResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
+func (*PublishResponse) Descriptor() ([]byte, []int) {
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{14}
+}
+
 // Limits bound one agent run; 0 means the runtime's default.
 type Limits struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -97,7 +849,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[0]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -109,7 +861,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[0]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -122,7 +874,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{0}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Limits) GetMaxSteps() int32 {
@@ -161,7 +913,7 @@ type AgentSpec struct {
 
 func (x *AgentSpec) Reset() {
 	*x = AgentSpec{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[1]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -173,7 +925,7 @@ func (x *AgentSpec) String() string {
 func (*AgentSpec) ProtoMessage() {}
 
 func (x *AgentSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[1]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -186,7 +938,7 @@ func (x *AgentSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentSpec.ProtoReflect.Descriptor instead.
 func (*AgentSpec) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{1}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AgentSpec) GetName() string {
@@ -242,7 +994,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[2]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -254,7 +1006,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[2]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -267,7 +1019,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{2}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SubmitRequest) GetPrompt() string {
@@ -316,7 +1068,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[3]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -328,7 +1080,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[3]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -341,7 +1093,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{3}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SubmitResponse) GetSessionId() string {
@@ -367,7 +1119,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[4]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -379,7 +1131,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[4]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -392,7 +1144,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{4}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchRequest) GetSessionId() string {
@@ -420,7 +1172,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[5]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -432,7 +1184,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[5]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -445,7 +1197,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{5}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Event) GetType() string {
@@ -500,7 +1252,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[6]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +1264,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[6]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +1277,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{6}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Usage) GetInputTokens() int64 {
@@ -565,7 +1317,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[7]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +1329,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[7]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +1342,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{7}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Session) GetSessionId() string {
@@ -672,7 +1424,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[8]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +1436,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[8]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +1449,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{8}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetRequest) GetSessionId() string {
@@ -718,7 +1470,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[9]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +1482,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[9]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +1495,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{9}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CancelRequest) GetSessionId() string {
@@ -770,7 +1522,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[10]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +1534,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[10]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +1547,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{10}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CancelResponse) GetEventId() string {
@@ -817,7 +1569,7 @@ type ListSessionsRequest struct {
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[11]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +1581,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[11]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +1594,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{11}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListSessionsRequest) GetPageSize() int32 {
@@ -869,7 +1621,7 @@ type ListSessionsResponse struct {
 
 func (x *ListSessionsResponse) Reset() {
 	*x = ListSessionsResponse{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[12]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +1633,7 @@ func (x *ListSessionsResponse) String() string {
 func (*ListSessionsResponse) ProtoMessage() {}
 
 func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[12]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +1646,7 @@ func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{12}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListSessionsResponse) GetSessions() []*Session {
@@ -925,7 +1677,7 @@ type GetHistoryRequest struct {
 
 func (x *GetHistoryRequest) Reset() {
 	*x = GetHistoryRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[13]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1689,7 @@ func (x *GetHistoryRequest) String() string {
 func (*GetHistoryRequest) ProtoMessage() {}
 
 func (x *GetHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[13]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1702,7 @@ func (x *GetHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHistoryRequest.ProtoReflect.Descriptor instead.
 func (*GetHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{13}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetHistoryRequest) GetSessionId() string {
@@ -983,7 +1735,7 @@ type GetHistoryResponse struct {
 
 func (x *GetHistoryResponse) Reset() {
 	*x = GetHistoryResponse{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[14]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1747,7 @@ func (x *GetHistoryResponse) String() string {
 func (*GetHistoryResponse) ProtoMessage() {}
 
 func (x *GetHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[14]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1760,7 @@ func (x *GetHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHistoryResponse.ProtoReflect.Descriptor instead.
 func (*GetHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{14}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetHistoryResponse) GetEvents() []*Event {
@@ -1032,7 +1784,7 @@ type Turn struct {
 
 func (x *Turn) Reset() {
 	*x = Turn{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[15]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1796,7 @@ func (x *Turn) String() string {
 func (*Turn) ProtoMessage() {}
 
 func (x *Turn) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[15]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1809,7 @@ func (x *Turn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Turn.ProtoReflect.Descriptor instead.
 func (*Turn) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{15}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Turn) GetSeq() int64 {
@@ -1100,7 +1852,7 @@ type GetContextRequest struct {
 
 func (x *GetContextRequest) Reset() {
 	*x = GetContextRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[16]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1864,7 @@ func (x *GetContextRequest) String() string {
 func (*GetContextRequest) ProtoMessage() {}
 
 func (x *GetContextRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[16]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1877,7 @@ func (x *GetContextRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContextRequest.ProtoReflect.Descriptor instead.
 func (*GetContextRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{16}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetContextRequest) GetSessionId() string {
@@ -1151,7 +1903,7 @@ type GetContextResponse struct {
 
 func (x *GetContextResponse) Reset() {
 	*x = GetContextResponse{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[17]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1915,7 @@ func (x *GetContextResponse) String() string {
 func (*GetContextResponse) ProtoMessage() {}
 
 func (x *GetContextResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[17]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1928,7 @@ func (x *GetContextResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContextResponse.ProtoReflect.Descriptor instead.
 func (*GetContextResponse) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{17}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetContextResponse) GetTurns() []*Turn {
@@ -1199,7 +1951,7 @@ type SearchHistoryRequest struct {
 
 func (x *SearchHistoryRequest) Reset() {
 	*x = SearchHistoryRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[18]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1963,7 @@ func (x *SearchHistoryRequest) String() string {
 func (*SearchHistoryRequest) ProtoMessage() {}
 
 func (x *SearchHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[18]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1976,7 @@ func (x *SearchHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchHistoryRequest.ProtoReflect.Descriptor instead.
 func (*SearchHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{18}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SearchHistoryRequest) GetSessionId() string {
@@ -1257,7 +2009,7 @@ type SearchHistoryResponse struct {
 
 func (x *SearchHistoryResponse) Reset() {
 	*x = SearchHistoryResponse{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[19]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +2021,7 @@ func (x *SearchHistoryResponse) String() string {
 func (*SearchHistoryResponse) ProtoMessage() {}
 
 func (x *SearchHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[19]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +2034,7 @@ func (x *SearchHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchHistoryResponse.ProtoReflect.Descriptor instead.
 func (*SearchHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{19}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SearchHistoryResponse) GetTurns() []*Turn {
@@ -1300,7 +2052,7 @@ type ListToolsRequest struct {
 
 func (x *ListToolsRequest) Reset() {
 	*x = ListToolsRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[20]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +2064,7 @@ func (x *ListToolsRequest) String() string {
 func (*ListToolsRequest) ProtoMessage() {}
 
 func (x *ListToolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[20]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +2077,7 @@ func (x *ListToolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListToolsRequest.ProtoReflect.Descriptor instead.
 func (*ListToolsRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{20}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{35}
 }
 
 // Tool is one registered tool's spec.
@@ -1346,7 +2098,7 @@ type Tool struct {
 
 func (x *Tool) Reset() {
 	*x = Tool{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[21]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1358,7 +2110,7 @@ func (x *Tool) String() string {
 func (*Tool) ProtoMessage() {}
 
 func (x *Tool) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[21]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1371,7 +2123,7 @@ func (x *Tool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tool.ProtoReflect.Descriptor instead.
 func (*Tool) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{21}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Tool) GetName() string {
@@ -1425,7 +2177,7 @@ type ListToolsResponse struct {
 
 func (x *ListToolsResponse) Reset() {
 	*x = ListToolsResponse{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[22]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1437,7 +2189,7 @@ func (x *ListToolsResponse) String() string {
 func (*ListToolsResponse) ProtoMessage() {}
 
 func (x *ListToolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[22]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1450,7 +2202,7 @@ func (x *ListToolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListToolsResponse.ProtoReflect.Descriptor instead.
 func (*ListToolsResponse) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{22}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListToolsResponse) GetTools() []*Tool {
@@ -1464,7 +2216,51 @@ var File_agentbus_v1_agentbus_proto protoreflect.FileDescriptor
 
 const file_agentbus_v1_agentbus_proto_rawDesc = "" +
 	"\n" +
-	"\x1aagentbus/v1/agentbus.proto\x12\vagentbus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"m\n" +
+	"\x1aagentbus/v1/agentbus.proto\x12\vagentbus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"W\n" +
+	"\x14RegisterToolsRequest\x12\x16\n" +
+	"\x06plugin\x18\x01 \x01(\tR\x06plugin\x12'\n" +
+	"\x05tools\x18\x02 \x03(\v2\x11.agentbus.v1.ToolR\x05tools\"\x17\n" +
+	"\x15RegisterToolsResponse\"\x87\x01\n" +
+	"\x0eReceiveRequest\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12!\n" +
+	"\fmax_messages\x18\x02 \x01(\x05R\vmaxMessages\x12\x17\n" +
+	"\await_ms\x18\x03 \x01(\x05R\x06waitMs\x12#\n" +
+	"\rvisibility_ms\x18\x04 \x01(\x03R\fvisibilityMs\"\xb1\x01\n" +
+	"\bDelivery\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\areceipt\x18\x02 \x01(\tR\areceipt\x12\x1f\n" +
+	"\vcloud_event\x18\x03 \x01(\tR\n" +
+	"cloudEvent\x12!\n" +
+	"\fdecode_error\x18\x04 \x01(\tR\vdecodeError\x12#\n" +
+	"\rreceive_count\x18\x05 \x01(\x05R\freceiveCount\x12\x12\n" +
+	"\x04body\x18\x06 \x01(\fR\x04body\"H\n" +
+	"\x0fReceiveResponse\x125\n" +
+	"\n" +
+	"deliveries\x18\x01 \x03(\v2\x15.agentbus.v1.DeliveryR\n" +
+	"deliveries\">\n" +
+	"\n" +
+	"AckRequest\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1a\n" +
+	"\breceipts\x18\x02 \x03(\tR\breceipts\"\r\n" +
+	"\vAckResponse\"X\n" +
+	"\vNackRequest\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x18\n" +
+	"\areceipt\x18\x02 \x01(\tR\areceipt\x12\x19\n" +
+	"\bdelay_ms\x18\x03 \x01(\x03R\adelayMs\"\x0e\n" +
+	"\fNackResponse\"d\n" +
+	"\rExtendRequest\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x18\n" +
+	"\areceipt\x18\x02 \x01(\tR\areceipt\x12#\n" +
+	"\rvisibility_ms\x18\x03 \x01(\x03R\fvisibilityMs\"\x10\n" +
+	"\x0eExtendResponse\"[\n" +
+	"\x11DeadLetterRequest\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x18\n" +
+	"\areceipt\x18\x02 \x01(\tR\areceipt\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x14\n" +
+	"\x12DeadLetterResponse\"3\n" +
+	"\x0ePublishRequest\x12!\n" +
+	"\fcloud_events\x18\x01 \x03(\tR\vcloudEvents\"\x11\n" +
+	"\x0fPublishResponse\"m\n" +
 	"\x06Limits\x12\x1b\n" +
 	"\tmax_steps\x18\x01 \x01(\x05R\bmaxSteps\x12\x1d\n" +
 	"\n" +
@@ -1595,7 +2391,16 @@ const file_agentbus_v1_agentbus_proto_rawDesc = "" +
 	"GetContext\x12\x1e.agentbus.v1.GetContextRequest\x1a\x1f.agentbus.v1.GetContextResponse\x12V\n" +
 	"\rSearchHistory\x12!.agentbus.v1.SearchHistoryRequest\x1a\".agentbus.v1.SearchHistoryResponse2Y\n" +
 	"\vToolGateway\x12J\n" +
-	"\tListTools\x12\x1d.agentbus.v1.ListToolsRequest\x1a\x1e.agentbus.v1.ListToolsResponseB;Z9github.com/agentbus/agentbus/proto/agentbus/v1;agentbusv1b\x06proto3"
+	"\tListTools\x12\x1d.agentbus.v1.ListToolsRequest\x1a\x1e.agentbus.v1.ListToolsResponse2\xfc\x03\n" +
+	"\rPluginService\x12V\n" +
+	"\rRegisterTools\x12!.agentbus.v1.RegisterToolsRequest\x1a\".agentbus.v1.RegisterToolsResponse\x12D\n" +
+	"\aReceive\x12\x1b.agentbus.v1.ReceiveRequest\x1a\x1c.agentbus.v1.ReceiveResponse\x128\n" +
+	"\x03Ack\x12\x17.agentbus.v1.AckRequest\x1a\x18.agentbus.v1.AckResponse\x12;\n" +
+	"\x04Nack\x12\x18.agentbus.v1.NackRequest\x1a\x19.agentbus.v1.NackResponse\x12A\n" +
+	"\x06Extend\x12\x1a.agentbus.v1.ExtendRequest\x1a\x1b.agentbus.v1.ExtendResponse\x12M\n" +
+	"\n" +
+	"DeadLetter\x12\x1e.agentbus.v1.DeadLetterRequest\x1a\x1f.agentbus.v1.DeadLetterResponse\x12D\n" +
+	"\aPublish\x12\x1b.agentbus.v1.PublishRequest\x1a\x1c.agentbus.v1.PublishResponseB;Z9github.com/agentbus/agentbus/proto/agentbus/v1;agentbusv1b\x06proto3"
 
 var (
 	file_agentbus_v1_agentbus_proto_rawDescOnce sync.Once
@@ -1610,73 +2415,104 @@ func file_agentbus_v1_agentbus_proto_rawDescGZIP() []byte {
 }
 
 var file_agentbus_v1_agentbus_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agentbus_v1_agentbus_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_agentbus_v1_agentbus_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_agentbus_v1_agentbus_proto_goTypes = []any{
 	(Status)(0),                   // 0: agentbus.v1.Status
-	(*Limits)(nil),                // 1: agentbus.v1.Limits
-	(*AgentSpec)(nil),             // 2: agentbus.v1.AgentSpec
-	(*SubmitRequest)(nil),         // 3: agentbus.v1.SubmitRequest
-	(*SubmitResponse)(nil),        // 4: agentbus.v1.SubmitResponse
-	(*WatchRequest)(nil),          // 5: agentbus.v1.WatchRequest
-	(*Event)(nil),                 // 6: agentbus.v1.Event
-	(*Usage)(nil),                 // 7: agentbus.v1.Usage
-	(*Session)(nil),               // 8: agentbus.v1.Session
-	(*GetRequest)(nil),            // 9: agentbus.v1.GetRequest
-	(*CancelRequest)(nil),         // 10: agentbus.v1.CancelRequest
-	(*CancelResponse)(nil),        // 11: agentbus.v1.CancelResponse
-	(*ListSessionsRequest)(nil),   // 12: agentbus.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),  // 13: agentbus.v1.ListSessionsResponse
-	(*GetHistoryRequest)(nil),     // 14: agentbus.v1.GetHistoryRequest
-	(*GetHistoryResponse)(nil),    // 15: agentbus.v1.GetHistoryResponse
-	(*Turn)(nil),                  // 16: agentbus.v1.Turn
-	(*GetContextRequest)(nil),     // 17: agentbus.v1.GetContextRequest
-	(*GetContextResponse)(nil),    // 18: agentbus.v1.GetContextResponse
-	(*SearchHistoryRequest)(nil),  // 19: agentbus.v1.SearchHistoryRequest
-	(*SearchHistoryResponse)(nil), // 20: agentbus.v1.SearchHistoryResponse
-	(*ListToolsRequest)(nil),      // 21: agentbus.v1.ListToolsRequest
-	(*Tool)(nil),                  // 22: agentbus.v1.Tool
-	(*ListToolsResponse)(nil),     // 23: agentbus.v1.ListToolsResponse
-	nil,                           // 24: agentbus.v1.SubmitRequest.MetadataEntry
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*RegisterToolsRequest)(nil),  // 1: agentbus.v1.RegisterToolsRequest
+	(*RegisterToolsResponse)(nil), // 2: agentbus.v1.RegisterToolsResponse
+	(*ReceiveRequest)(nil),        // 3: agentbus.v1.ReceiveRequest
+	(*Delivery)(nil),              // 4: agentbus.v1.Delivery
+	(*ReceiveResponse)(nil),       // 5: agentbus.v1.ReceiveResponse
+	(*AckRequest)(nil),            // 6: agentbus.v1.AckRequest
+	(*AckResponse)(nil),           // 7: agentbus.v1.AckResponse
+	(*NackRequest)(nil),           // 8: agentbus.v1.NackRequest
+	(*NackResponse)(nil),          // 9: agentbus.v1.NackResponse
+	(*ExtendRequest)(nil),         // 10: agentbus.v1.ExtendRequest
+	(*ExtendResponse)(nil),        // 11: agentbus.v1.ExtendResponse
+	(*DeadLetterRequest)(nil),     // 12: agentbus.v1.DeadLetterRequest
+	(*DeadLetterResponse)(nil),    // 13: agentbus.v1.DeadLetterResponse
+	(*PublishRequest)(nil),        // 14: agentbus.v1.PublishRequest
+	(*PublishResponse)(nil),       // 15: agentbus.v1.PublishResponse
+	(*Limits)(nil),                // 16: agentbus.v1.Limits
+	(*AgentSpec)(nil),             // 17: agentbus.v1.AgentSpec
+	(*SubmitRequest)(nil),         // 18: agentbus.v1.SubmitRequest
+	(*SubmitResponse)(nil),        // 19: agentbus.v1.SubmitResponse
+	(*WatchRequest)(nil),          // 20: agentbus.v1.WatchRequest
+	(*Event)(nil),                 // 21: agentbus.v1.Event
+	(*Usage)(nil),                 // 22: agentbus.v1.Usage
+	(*Session)(nil),               // 23: agentbus.v1.Session
+	(*GetRequest)(nil),            // 24: agentbus.v1.GetRequest
+	(*CancelRequest)(nil),         // 25: agentbus.v1.CancelRequest
+	(*CancelResponse)(nil),        // 26: agentbus.v1.CancelResponse
+	(*ListSessionsRequest)(nil),   // 27: agentbus.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),  // 28: agentbus.v1.ListSessionsResponse
+	(*GetHistoryRequest)(nil),     // 29: agentbus.v1.GetHistoryRequest
+	(*GetHistoryResponse)(nil),    // 30: agentbus.v1.GetHistoryResponse
+	(*Turn)(nil),                  // 31: agentbus.v1.Turn
+	(*GetContextRequest)(nil),     // 32: agentbus.v1.GetContextRequest
+	(*GetContextResponse)(nil),    // 33: agentbus.v1.GetContextResponse
+	(*SearchHistoryRequest)(nil),  // 34: agentbus.v1.SearchHistoryRequest
+	(*SearchHistoryResponse)(nil), // 35: agentbus.v1.SearchHistoryResponse
+	(*ListToolsRequest)(nil),      // 36: agentbus.v1.ListToolsRequest
+	(*Tool)(nil),                  // 37: agentbus.v1.Tool
+	(*ListToolsResponse)(nil),     // 38: agentbus.v1.ListToolsResponse
+	nil,                           // 39: agentbus.v1.SubmitRequest.MetadataEntry
+	(*timestamppb.Timestamp)(nil), // 40: google.protobuf.Timestamp
 }
 var file_agentbus_v1_agentbus_proto_depIdxs = []int32{
-	1,  // 0: agentbus.v1.AgentSpec.limits:type_name -> agentbus.v1.Limits
-	2,  // 1: agentbus.v1.SubmitRequest.agent:type_name -> agentbus.v1.AgentSpec
-	24, // 2: agentbus.v1.SubmitRequest.metadata:type_name -> agentbus.v1.SubmitRequest.MetadataEntry
-	25, // 3: agentbus.v1.Event.time:type_name -> google.protobuf.Timestamp
-	0,  // 4: agentbus.v1.Session.status:type_name -> agentbus.v1.Status
-	7,  // 5: agentbus.v1.Session.usage:type_name -> agentbus.v1.Usage
-	25, // 6: agentbus.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	25, // 7: agentbus.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
-	8,  // 8: agentbus.v1.ListSessionsResponse.sessions:type_name -> agentbus.v1.Session
-	6,  // 9: agentbus.v1.GetHistoryResponse.events:type_name -> agentbus.v1.Event
-	25, // 10: agentbus.v1.Turn.time:type_name -> google.protobuf.Timestamp
-	16, // 11: agentbus.v1.GetContextResponse.turns:type_name -> agentbus.v1.Turn
-	16, // 12: agentbus.v1.SearchHistoryResponse.turns:type_name -> agentbus.v1.Turn
-	22, // 13: agentbus.v1.ListToolsResponse.tools:type_name -> agentbus.v1.Tool
-	3,  // 14: agentbus.v1.AgentService.Submit:input_type -> agentbus.v1.SubmitRequest
-	5,  // 15: agentbus.v1.AgentService.Watch:input_type -> agentbus.v1.WatchRequest
-	9,  // 16: agentbus.v1.AgentService.Get:input_type -> agentbus.v1.GetRequest
-	10, // 17: agentbus.v1.AgentService.Cancel:input_type -> agentbus.v1.CancelRequest
-	12, // 18: agentbus.v1.AgentService.ListSessions:input_type -> agentbus.v1.ListSessionsRequest
-	14, // 19: agentbus.v1.AgentService.GetHistory:input_type -> agentbus.v1.GetHistoryRequest
-	17, // 20: agentbus.v1.MemoryService.GetContext:input_type -> agentbus.v1.GetContextRequest
-	19, // 21: agentbus.v1.MemoryService.SearchHistory:input_type -> agentbus.v1.SearchHistoryRequest
-	21, // 22: agentbus.v1.ToolGateway.ListTools:input_type -> agentbus.v1.ListToolsRequest
-	4,  // 23: agentbus.v1.AgentService.Submit:output_type -> agentbus.v1.SubmitResponse
-	6,  // 24: agentbus.v1.AgentService.Watch:output_type -> agentbus.v1.Event
-	8,  // 25: agentbus.v1.AgentService.Get:output_type -> agentbus.v1.Session
-	11, // 26: agentbus.v1.AgentService.Cancel:output_type -> agentbus.v1.CancelResponse
-	13, // 27: agentbus.v1.AgentService.ListSessions:output_type -> agentbus.v1.ListSessionsResponse
-	15, // 28: agentbus.v1.AgentService.GetHistory:output_type -> agentbus.v1.GetHistoryResponse
-	18, // 29: agentbus.v1.MemoryService.GetContext:output_type -> agentbus.v1.GetContextResponse
-	20, // 30: agentbus.v1.MemoryService.SearchHistory:output_type -> agentbus.v1.SearchHistoryResponse
-	23, // 31: agentbus.v1.ToolGateway.ListTools:output_type -> agentbus.v1.ListToolsResponse
-	23, // [23:32] is the sub-list for method output_type
-	14, // [14:23] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	37, // 0: agentbus.v1.RegisterToolsRequest.tools:type_name -> agentbus.v1.Tool
+	4,  // 1: agentbus.v1.ReceiveResponse.deliveries:type_name -> agentbus.v1.Delivery
+	16, // 2: agentbus.v1.AgentSpec.limits:type_name -> agentbus.v1.Limits
+	17, // 3: agentbus.v1.SubmitRequest.agent:type_name -> agentbus.v1.AgentSpec
+	39, // 4: agentbus.v1.SubmitRequest.metadata:type_name -> agentbus.v1.SubmitRequest.MetadataEntry
+	40, // 5: agentbus.v1.Event.time:type_name -> google.protobuf.Timestamp
+	0,  // 6: agentbus.v1.Session.status:type_name -> agentbus.v1.Status
+	22, // 7: agentbus.v1.Session.usage:type_name -> agentbus.v1.Usage
+	40, // 8: agentbus.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	40, // 9: agentbus.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
+	23, // 10: agentbus.v1.ListSessionsResponse.sessions:type_name -> agentbus.v1.Session
+	21, // 11: agentbus.v1.GetHistoryResponse.events:type_name -> agentbus.v1.Event
+	40, // 12: agentbus.v1.Turn.time:type_name -> google.protobuf.Timestamp
+	31, // 13: agentbus.v1.GetContextResponse.turns:type_name -> agentbus.v1.Turn
+	31, // 14: agentbus.v1.SearchHistoryResponse.turns:type_name -> agentbus.v1.Turn
+	37, // 15: agentbus.v1.ListToolsResponse.tools:type_name -> agentbus.v1.Tool
+	18, // 16: agentbus.v1.AgentService.Submit:input_type -> agentbus.v1.SubmitRequest
+	20, // 17: agentbus.v1.AgentService.Watch:input_type -> agentbus.v1.WatchRequest
+	24, // 18: agentbus.v1.AgentService.Get:input_type -> agentbus.v1.GetRequest
+	25, // 19: agentbus.v1.AgentService.Cancel:input_type -> agentbus.v1.CancelRequest
+	27, // 20: agentbus.v1.AgentService.ListSessions:input_type -> agentbus.v1.ListSessionsRequest
+	29, // 21: agentbus.v1.AgentService.GetHistory:input_type -> agentbus.v1.GetHistoryRequest
+	32, // 22: agentbus.v1.MemoryService.GetContext:input_type -> agentbus.v1.GetContextRequest
+	34, // 23: agentbus.v1.MemoryService.SearchHistory:input_type -> agentbus.v1.SearchHistoryRequest
+	36, // 24: agentbus.v1.ToolGateway.ListTools:input_type -> agentbus.v1.ListToolsRequest
+	1,  // 25: agentbus.v1.PluginService.RegisterTools:input_type -> agentbus.v1.RegisterToolsRequest
+	3,  // 26: agentbus.v1.PluginService.Receive:input_type -> agentbus.v1.ReceiveRequest
+	6,  // 27: agentbus.v1.PluginService.Ack:input_type -> agentbus.v1.AckRequest
+	8,  // 28: agentbus.v1.PluginService.Nack:input_type -> agentbus.v1.NackRequest
+	10, // 29: agentbus.v1.PluginService.Extend:input_type -> agentbus.v1.ExtendRequest
+	12, // 30: agentbus.v1.PluginService.DeadLetter:input_type -> agentbus.v1.DeadLetterRequest
+	14, // 31: agentbus.v1.PluginService.Publish:input_type -> agentbus.v1.PublishRequest
+	19, // 32: agentbus.v1.AgentService.Submit:output_type -> agentbus.v1.SubmitResponse
+	21, // 33: agentbus.v1.AgentService.Watch:output_type -> agentbus.v1.Event
+	23, // 34: agentbus.v1.AgentService.Get:output_type -> agentbus.v1.Session
+	26, // 35: agentbus.v1.AgentService.Cancel:output_type -> agentbus.v1.CancelResponse
+	28, // 36: agentbus.v1.AgentService.ListSessions:output_type -> agentbus.v1.ListSessionsResponse
+	30, // 37: agentbus.v1.AgentService.GetHistory:output_type -> agentbus.v1.GetHistoryResponse
+	33, // 38: agentbus.v1.MemoryService.GetContext:output_type -> agentbus.v1.GetContextResponse
+	35, // 39: agentbus.v1.MemoryService.SearchHistory:output_type -> agentbus.v1.SearchHistoryResponse
+	38, // 40: agentbus.v1.ToolGateway.ListTools:output_type -> agentbus.v1.ListToolsResponse
+	2,  // 41: agentbus.v1.PluginService.RegisterTools:output_type -> agentbus.v1.RegisterToolsResponse
+	5,  // 42: agentbus.v1.PluginService.Receive:output_type -> agentbus.v1.ReceiveResponse
+	7,  // 43: agentbus.v1.PluginService.Ack:output_type -> agentbus.v1.AckResponse
+	9,  // 44: agentbus.v1.PluginService.Nack:output_type -> agentbus.v1.NackResponse
+	11, // 45: agentbus.v1.PluginService.Extend:output_type -> agentbus.v1.ExtendResponse
+	13, // 46: agentbus.v1.PluginService.DeadLetter:output_type -> agentbus.v1.DeadLetterResponse
+	15, // 47: agentbus.v1.PluginService.Publish:output_type -> agentbus.v1.PublishResponse
+	32, // [32:48] is the sub-list for method output_type
+	16, // [16:32] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_agentbus_v1_agentbus_proto_init() }
@@ -1690,9 +2526,9 @@ func file_agentbus_v1_agentbus_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentbus_v1_agentbus_proto_rawDesc), len(file_agentbus_v1_agentbus_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   39,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_agentbus_v1_agentbus_proto_goTypes,
 		DependencyIndexes: file_agentbus_v1_agentbus_proto_depIdxs,

@@ -611,3 +611,379 @@ var ToolGateway_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "agentbus/v1/agentbus.proto",
 }
+
+const (
+	PluginService_RegisterTools_FullMethodName = "/agentbus.v1.PluginService/RegisterTools"
+	PluginService_Receive_FullMethodName       = "/agentbus.v1.PluginService/Receive"
+	PluginService_Ack_FullMethodName           = "/agentbus.v1.PluginService/Ack"
+	PluginService_Nack_FullMethodName          = "/agentbus.v1.PluginService/Nack"
+	PluginService_Extend_FullMethodName        = "/agentbus.v1.PluginService/Extend"
+	PluginService_DeadLetter_FullMethodName    = "/agentbus.v1.PluginService/DeadLetter"
+	PluginService_Publish_FullMethodName       = "/agentbus.v1.PluginService/Publish"
+)
+
+// PluginServiceClient is the client API for PluginService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// PluginService lets a plug-in in another process serve tools on this
+// runtime's bus: it registers its tool specs (so the planner offers them to
+// the model), receives the deliveries of its own queue (fed by its rule, see
+// `agentbus rules add`), acknowledges them, and publishes its results. The
+// queue calls mirror an SQS queue (receive with a visibility timeout, then
+// ack, nack or extend by receipt), so a plug-in's worker runs unchanged on
+// the dev server and on SQS, and a plug-in that dies mid-call has its
+// message redelivered when the visibility timeout ends. Same security as
+// the other services (token and TLS off loopback).
+type PluginServiceClient interface {
+	// RegisterTools adds (or updates) the specs of tools the plug-in serves.
+	// The runtime persists them, so they survive a restart. INVALID_ARGUMENT
+	// for a bad spec; ALREADY_EXISTS for a name taken by a built-in tool.
+	RegisterTools(ctx context.Context, in *RegisterToolsRequest, opts ...grpc.CallOption) (*RegisterToolsResponse, error)
+	// Receive returns up to max_messages deliveries of a plug-in queue,
+	// waiting up to wait_ms for the first. NOT_FOUND for a queue no plug-in
+	// rule targets (the catalog's service queues are not plug-in queues).
+	Receive(ctx context.Context, in *ReceiveRequest, opts ...grpc.CallOption) (*ReceiveResponse, error)
+	// Ack deletes handled deliveries.
+	Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error)
+	// Nack makes a delivery visible again after delay_ms.
+	Nack(ctx context.Context, in *NackRequest, opts ...grpc.CallOption) (*NackResponse, error)
+	// Extend pushes a delivery's visibility timeout to now+visibility_ms.
+	Extend(ctx context.Context, in *ExtendRequest, opts ...grpc.CallOption) (*ExtendResponse, error)
+	// DeadLetter moves a delivery that can never succeed to the queue's DLQ.
+	DeadLetter(ctx context.Context, in *DeadLetterRequest, opts ...grpc.CallOption) (*DeadLetterResponse, error)
+	// Publish validates the events against their schemas and publishes them
+	// on the bus. INVALID_ARGUMENT for an event that is not a valid agentbus
+	// CloudEvent.
+	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
+}
+
+type pluginServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewPluginServiceClient(cc grpc.ClientConnInterface) PluginServiceClient {
+	return &pluginServiceClient{cc}
+}
+
+func (c *pluginServiceClient) RegisterTools(ctx context.Context, in *RegisterToolsRequest, opts ...grpc.CallOption) (*RegisterToolsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RegisterToolsResponse)
+	err := c.cc.Invoke(ctx, PluginService_RegisterTools_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pluginServiceClient) Receive(ctx context.Context, in *ReceiveRequest, opts ...grpc.CallOption) (*ReceiveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReceiveResponse)
+	err := c.cc.Invoke(ctx, PluginService_Receive_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pluginServiceClient) Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AckResponse)
+	err := c.cc.Invoke(ctx, PluginService_Ack_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pluginServiceClient) Nack(ctx context.Context, in *NackRequest, opts ...grpc.CallOption) (*NackResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NackResponse)
+	err := c.cc.Invoke(ctx, PluginService_Nack_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pluginServiceClient) Extend(ctx context.Context, in *ExtendRequest, opts ...grpc.CallOption) (*ExtendResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExtendResponse)
+	err := c.cc.Invoke(ctx, PluginService_Extend_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pluginServiceClient) DeadLetter(ctx context.Context, in *DeadLetterRequest, opts ...grpc.CallOption) (*DeadLetterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeadLetterResponse)
+	err := c.cc.Invoke(ctx, PluginService_DeadLetter_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pluginServiceClient) Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PublishResponse)
+	err := c.cc.Invoke(ctx, PluginService_Publish_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// PluginServiceServer is the server API for PluginService service.
+// All implementations must embed UnimplementedPluginServiceServer
+// for forward compatibility.
+//
+// PluginService lets a plug-in in another process serve tools on this
+// runtime's bus: it registers its tool specs (so the planner offers them to
+// the model), receives the deliveries of its own queue (fed by its rule, see
+// `agentbus rules add`), acknowledges them, and publishes its results. The
+// queue calls mirror an SQS queue (receive with a visibility timeout, then
+// ack, nack or extend by receipt), so a plug-in's worker runs unchanged on
+// the dev server and on SQS, and a plug-in that dies mid-call has its
+// message redelivered when the visibility timeout ends. Same security as
+// the other services (token and TLS off loopback).
+type PluginServiceServer interface {
+	// RegisterTools adds (or updates) the specs of tools the plug-in serves.
+	// The runtime persists them, so they survive a restart. INVALID_ARGUMENT
+	// for a bad spec; ALREADY_EXISTS for a name taken by a built-in tool.
+	RegisterTools(context.Context, *RegisterToolsRequest) (*RegisterToolsResponse, error)
+	// Receive returns up to max_messages deliveries of a plug-in queue,
+	// waiting up to wait_ms for the first. NOT_FOUND for a queue no plug-in
+	// rule targets (the catalog's service queues are not plug-in queues).
+	Receive(context.Context, *ReceiveRequest) (*ReceiveResponse, error)
+	// Ack deletes handled deliveries.
+	Ack(context.Context, *AckRequest) (*AckResponse, error)
+	// Nack makes a delivery visible again after delay_ms.
+	Nack(context.Context, *NackRequest) (*NackResponse, error)
+	// Extend pushes a delivery's visibility timeout to now+visibility_ms.
+	Extend(context.Context, *ExtendRequest) (*ExtendResponse, error)
+	// DeadLetter moves a delivery that can never succeed to the queue's DLQ.
+	DeadLetter(context.Context, *DeadLetterRequest) (*DeadLetterResponse, error)
+	// Publish validates the events against their schemas and publishes them
+	// on the bus. INVALID_ARGUMENT for an event that is not a valid agentbus
+	// CloudEvent.
+	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
+	mustEmbedUnimplementedPluginServiceServer()
+}
+
+// UnimplementedPluginServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedPluginServiceServer struct{}
+
+func (UnimplementedPluginServiceServer) RegisterTools(context.Context, *RegisterToolsRequest) (*RegisterToolsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RegisterTools not implemented")
+}
+func (UnimplementedPluginServiceServer) Receive(context.Context, *ReceiveRequest) (*ReceiveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Receive not implemented")
+}
+func (UnimplementedPluginServiceServer) Ack(context.Context, *AckRequest) (*AckResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Ack not implemented")
+}
+func (UnimplementedPluginServiceServer) Nack(context.Context, *NackRequest) (*NackResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Nack not implemented")
+}
+func (UnimplementedPluginServiceServer) Extend(context.Context, *ExtendRequest) (*ExtendResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Extend not implemented")
+}
+func (UnimplementedPluginServiceServer) DeadLetter(context.Context, *DeadLetterRequest) (*DeadLetterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeadLetter not implemented")
+}
+func (UnimplementedPluginServiceServer) Publish(context.Context, *PublishRequest) (*PublishResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Publish not implemented")
+}
+func (UnimplementedPluginServiceServer) mustEmbedUnimplementedPluginServiceServer() {}
+func (UnimplementedPluginServiceServer) testEmbeddedByValue()                       {}
+
+// UnsafePluginServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to PluginServiceServer will
+// result in compilation errors.
+type UnsafePluginServiceServer interface {
+	mustEmbedUnimplementedPluginServiceServer()
+}
+
+func RegisterPluginServiceServer(s grpc.ServiceRegistrar, srv PluginServiceServer) {
+	// If the following call panics, it indicates UnimplementedPluginServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&PluginService_ServiceDesc, srv)
+}
+
+func _PluginService_RegisterTools_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegisterToolsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PluginServiceServer).RegisterTools(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PluginService_RegisterTools_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PluginServiceServer).RegisterTools(ctx, req.(*RegisterToolsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PluginService_Receive_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReceiveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PluginServiceServer).Receive(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PluginService_Receive_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PluginServiceServer).Receive(ctx, req.(*ReceiveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PluginService_Ack_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AckRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PluginServiceServer).Ack(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PluginService_Ack_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PluginServiceServer).Ack(ctx, req.(*AckRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PluginService_Nack_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NackRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PluginServiceServer).Nack(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PluginService_Nack_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PluginServiceServer).Nack(ctx, req.(*NackRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PluginService_Extend_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExtendRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PluginServiceServer).Extend(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PluginService_Extend_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PluginServiceServer).Extend(ctx, req.(*ExtendRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PluginService_DeadLetter_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeadLetterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PluginServiceServer).DeadLetter(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PluginService_DeadLetter_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PluginServiceServer).DeadLetter(ctx, req.(*DeadLetterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PluginService_Publish_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PublishRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PluginServiceServer).Publish(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PluginService_Publish_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PluginServiceServer).Publish(ctx, req.(*PublishRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// PluginService_ServiceDesc is the grpc.ServiceDesc for PluginService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var PluginService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "agentbus.v1.PluginService",
+	HandlerType: (*PluginServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "RegisterTools",
+			Handler:    _PluginService_RegisterTools_Handler,
+		},
+		{
+			MethodName: "Receive",
+			Handler:    _PluginService_Receive_Handler,
+		},
+		{
+			MethodName: "Ack",
+			Handler:    _PluginService_Ack_Handler,
+		},
+		{
+			MethodName: "Nack",
+			Handler:    _PluginService_Nack_Handler,
+		},
+		{
+			MethodName: "Extend",
+			Handler:    _PluginService_Extend_Handler,
+		},
+		{
+			MethodName: "DeadLetter",
+			Handler:    _PluginService_DeadLetter_Handler,
+		},
+		{
+			MethodName: "Publish",
+			Handler:    _PluginService_Publish_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "agentbus/v1/agentbus.proto",
+}

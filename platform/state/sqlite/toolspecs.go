@@ -1,0 +1,89 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/agentbus/agentbus/platform/state"
+)
+
+var _ state.ToolSpecs = (*Store)(nil)
+
+// toolSpecsSchema is created on first use rather than with the main schema:
+// only plug-in registration and the runtime's start touch it.
+const toolSpecsSchema = `CREATE TABLE IF NOT EXISTS tool_specs (
+  name TEXT PRIMARY KEY,
+  plugin TEXT NOT NULL,
+  spec BLOB NOT NULL,
+  updated_ms INTEGER NOT NULL
+) STRICT`
+
+func (s *Store) ensureToolSpecs(ctx context.Context) error {
+	if _, err := s.w.ExecContext(ctx, toolSpecsSchema); err != nil {
+		return fmt.Errorf("sqlite: tool_specs table: %w", err)
+	}
+	return nil
+}
+
+// PutToolSpecs implements state.ToolSpecs.
+func (s *Store) PutToolSpecs(ctx context.Context, specs ...state.ToolSpec) error {
+	for _, sp := range specs {
+		if err := state.ValidateToolSpec(sp); err != nil {
+			return err
+		}
+	}
+	if err := s.ensureToolSpecs(ctx); err != nil {
+		return err
+	}
+	now := s.nowMs()
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, sp := range specs {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO tool_specs(name, plugin, spec, updated_ms) VALUES (?, ?, ?, ?)
+ON CONFLICT(name) DO UPDATE SET plugin = excluded.plugin, spec = excluded.spec, updated_ms = excluded.updated_ms`,
+				sp.Name, sp.Plugin, sp.Spec, now); err != nil {
+				return fmt.Errorf("sqlite: put tool spec %s: %w", sp.Name, err)
+			}
+		}
+		return nil
+	})
+}
+
+// ListToolSpecs implements state.ToolSpecs.
+func (s *Store) ListToolSpecs(ctx context.Context) ([]state.ToolSpec, error) {
+	if err := s.ensureToolSpecs(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := s.w.QueryContext(ctx, `SELECT name, plugin, spec, updated_ms FROM tool_specs ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list tool specs: %w", err)
+	}
+	defer rows.Close()
+	var out []state.ToolSpec
+	for rows.Next() {
+		var (
+			sp      state.ToolSpec
+			updated int64
+		)
+		if err := rows.Scan(&sp.Name, &sp.Plugin, &sp.Spec, &updated); err != nil {
+			return nil, fmt.Errorf("sqlite: list tool specs: %w", err)
+		}
+		sp.UpdatedAt = ms(updated)
+		out = append(out, sp)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list tool specs: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteToolSpec implements state.ToolSpecs.
+func (s *Store) DeleteToolSpec(ctx context.Context, name string) error {
+	if err := s.ensureToolSpecs(ctx); err != nil {
+		return err
+	}
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM tool_specs WHERE name = ?`, name); err != nil {
+		return fmt.Errorf("sqlite: delete tool spec %s: %w", name, err)
+	}
+	return nil
+}
