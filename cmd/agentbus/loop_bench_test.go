@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/agentbus/agentbus/events"
+	"github.com/agentbus/agentbus/platform/model/scripted"
 	"github.com/agentbus/agentbus/tools"
 )
 
@@ -41,12 +42,45 @@ const benchSteps = 3
 // critical path.
 const hopsPerToolStep = 4
 
-func startBenchLoop(b *testing.B) *embedded {
+// benchModes: "memory" keeps the bus and the state in memory (as the loop
+// tests do); "durable" is what `agentbus run` and `dev` use by default: the
+// bus and the state in SQLite files (WAL) in a data folder.
+var benchModes = []struct {
+	name    string
+	durable bool
+}{{"memory", false}, {"durable", true}}
+
+func startBenchLoop(b *testing.B, durable bool) *embedded {
+	b.Helper()
 	reg := tools.NewRegistry()
 	if err := reg.Register(noopTool{}); err != nil {
 		b.Fatal(err)
 	}
-	return startLoop(b, benchScript, reg)
+	s, err := scripted.Parse([]byte(benchScript))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := embeddedConfig{Model: scripted.New(s), Tools: reg}
+	if durable {
+		cfg.DataDir = b.TempDir()
+	}
+	rt, err := startEmbedded(context.Background(), cfg)
+	if err != nil {
+		b.Fatalf("start runtime: %v", err)
+	}
+	b.Cleanup(func() { rt.Close() })
+	return rt
+}
+
+// runSession submits one bench run and waits for its end, then closes the
+// caller's subscription as a finished `agentbus run` does (otherwise every
+// past session's rule would stay in the bus's matcher and slow routing).
+func runSession(b *testing.B, rt *embedded, s *session) {
+	defer s.sub.close(context.Background())
+	end := s.end(b, 5*time.Minute)
+	if end.Type() != events.TypeAgentCompleted {
+		b.Errorf("bench run ended with %s: %s", end.Type(), end.Data())
+	}
 }
 
 // stepLatencies runs one session and returns each tool step's duration: from
@@ -54,10 +88,7 @@ func startBenchLoop(b *testing.B) *embedded {
 // previous StepCompleted) to its StepCompleted, by the events' own times.
 func stepLatencies(b *testing.B, rt *embedded) []time.Duration {
 	s := submit(b, rt, "bench", nil)
-	end := s.end(b, time.Minute)
-	if end.Type() != events.TypeAgentCompleted {
-		b.Fatalf("bench run ended with %s: %s", end.Type(), end.Data())
-	}
+	runSession(b, rt, s)
 	var start time.Time
 	var out []time.Duration
 	for _, ev := range s.events {
@@ -88,45 +119,49 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 
 // BenchmarkLoopStep: per-step latency of the embedded loop at concurrency 1.
 func BenchmarkLoopStep(b *testing.B) {
-	rt := startBenchLoop(b)
-	stepLatencies(b, rt) // warm up
-	var all []time.Duration
-	b.ResetTimer()
-	for b.Loop() {
-		all = append(all, stepLatencies(b, rt)...)
+	for _, m := range benchModes {
+		b.Run(m.name, func(b *testing.B) {
+			rt := startBenchLoop(b, m.durable)
+			stepLatencies(b, rt) // warm up
+			var all []time.Duration
+			for b.Loop() {
+				all = append(all, stepLatencies(b, rt)...)
+			}
+			b.ReportMetric(float64(percentile(all, 0.50).Microseconds())/1000, "p50-ms/step")
+			b.ReportMetric(float64(percentile(all, 0.99).Microseconds())/1000, "p99-ms/step")
+			b.ReportMetric(hopsPerToolStep, "hops/step")
+		})
 	}
-	b.ReportMetric(float64(percentile(all, 0.50).Microseconds())/1000, "p50-ms/step")
-	b.ReportMetric(float64(percentile(all, 0.99).Microseconds())/1000, "p99-ms/step")
-	b.ReportMetric(hopsPerToolStep, "hops/step")
 }
 
 // BenchmarkLoopThroughput: tool steps per second across 100 concurrent
 // sessions.
 func BenchmarkLoopThroughput(b *testing.B) {
-	rt := startBenchLoop(b)
-	const sessions = 100
-	var total time.Duration
-	steps := 0
-	b.ResetTimer()
-	for b.Loop() {
-		start := time.Now()
-		ss := make([]*session, sessions)
-		for i := range ss {
-			ss[i] = submit(b, rt, "bench", nil)
-		}
-		var wg sync.WaitGroup
-		for _, s := range ss {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if ev := s.end(b, 5*time.Minute); ev.Type() != events.TypeAgentCompleted {
-					b.Errorf("bench run ended with %s", ev.Type())
+	for _, m := range benchModes {
+		b.Run(m.name, func(b *testing.B) {
+			rt := startBenchLoop(b, m.durable)
+			const sessions = 100
+			var total time.Duration
+			steps := 0
+			for b.Loop() {
+				start := time.Now()
+				ss := make([]*session, sessions)
+				for i := range ss {
+					ss[i] = submit(b, rt, "bench", nil)
 				}
-			}()
-		}
-		wg.Wait()
-		total += time.Since(start)
-		steps += sessions * benchSteps
+				var wg sync.WaitGroup
+				for _, s := range ss {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						runSession(b, rt, s)
+					}()
+				}
+				wg.Wait()
+				total += time.Since(start)
+				steps += sessions * benchSteps
+			}
+			b.ReportMetric(float64(steps)/total.Seconds(), "steps/s")
+		})
 	}
-	b.ReportMetric(float64(steps)/total.Seconds(), "steps/s")
 }
