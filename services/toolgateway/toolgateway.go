@@ -29,7 +29,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -159,7 +161,241 @@ func (g *Gateway) hook(point string) {
 	}
 }
 
-// call is one decoded request.
+// job is one tool call under the claim ledger: an agent's call (Handle) or
+// a saga task (Invoker). Both take the same claim, run the tool the same way
+// and store their outcome with the claim; only what they store differs.
+type job struct {
+	session string
+	key     string
+	entry   *tools.Entry
+	input   json.RawMessage
+	timeout time.Duration
+	// step and callID identify an agent's call (tools.Call); zero for a
+	// saga task.
+	step   int
+	callID string
+	log    *slog.Logger
+}
+
+// outcome is what a job's tool did: Output when Reason is "", else a failure.
+type outcome struct {
+	Output   json.RawMessage
+	Reason   events.ToolFailureReason
+	Message  string
+	Duration time.Duration
+	// Events are extra events the tool asked to emit with its result (the
+	// saga tool's Saga* events), written to the outbox with the claim.
+	Events []event.Event
+}
+
+func failure(reason events.ToolFailureReason, msg string) outcome {
+	if len(msg) > maxMessage {
+		cut := maxMessage
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "… (truncated)"
+	}
+	return outcome{Reason: reason, Message: msg}
+}
+
+// encoder turns a job's outcome into what CompleteClaim stores: the claim's
+// result and the outbox events written with it.
+type encoder func(o outcome) (result []byte, out []state.OutboxEvent, err error)
+
+// errLostClaim: the job's lease expired and another holder took it over;
+// that holder's outcome is the one recorded.
+var errLostClaim = errors.New("lost the claim to another holder")
+
+// execute claims j's key and, when this attempt holds it, runs the tool and
+// completes the claim with encode's result. It returns the stored claim
+// and whether this call ran (and completed) it. A claim done earlier is
+// returned with ran = false and nothing run; a claim held by a live lease
+// elsewhere is a bus.RetryAfter error. A claim lost to a takeover while the
+// tool ran is errLostClaim; an interrupted run (ctx ended) leaves the claim
+// pending for its lease and returns ctx's cause.
+func (g *Gateway) execute(ctx context.Context, j job, encode encoder) (state.Claim, bool, error) {
+	spec := j.entry.Spec()
+	holder := g.cfg.InstanceID + ":" + uuid.NewString()
+	claim, acquired, err := g.cfg.Store.Claim(ctx, state.ClaimRequest{
+		SessionID: j.session, Key: j.key, Holder: holder,
+		Lease: j.timeout + g.cfg.LeaseMargin, TTL: g.cfg.ClaimTTL,
+	})
+	if err != nil {
+		return state.Claim{}, false, fmt.Errorf("claim %s: %w", j.key, err)
+	}
+	if !acquired {
+		if claim.State == state.ClaimDone {
+			j.log.Debug("toolgateway: call already done; redelivery", "attempt", claim.Attempt)
+			return claim, false, nil
+		}
+		wait := claim.LeaseUntil.Sub(g.cfg.Now())
+		if wait < time.Second {
+			wait = time.Second
+		}
+		return claim, false, bus.RetryAfter(wait, fmt.Sprintf("tool call %s in progress (holder %s, attempt %d)", j.key, claim.Holder, claim.Attempt))
+	}
+	g.hook(PointAfterClaim)
+
+	var o outcome
+	invalid := j.entry.Validate(j.input)
+	switch {
+	case invalid != nil:
+		// Validation is deterministic: an invalid input never ran the
+		// tool, in this attempt or an earlier one.
+		o = failure(events.ToolInvalidInput, invalid.Error())
+	case claim.Attempt > 1 && !spec.Idempotent:
+		// An earlier holder claimed the call and never stored a result:
+		// the side effect may or may not have happened. Running it again
+		// could do it twice, so the model and the user are told instead.
+		j.log.Warn("toolgateway: earlier attempt died mid-call; outcome unknown", "attempt", claim.Attempt)
+		o = failure(events.ToolOutcomeUnknown, fmt.Sprintf(
+			"an earlier attempt (%d) of this %s call was interrupted before its result was stored; "+
+				"its side effect may or may not have happened, and the tool is not idempotent, so it was not run again",
+			claim.Attempt-1, spec.Name))
+	default:
+		if claim.Attempt > 1 {
+			j.log.Info("toolgateway: re-running idempotent tool after an interrupted attempt", "attempt", claim.Attempt)
+		}
+		var ok bool
+		if o, ok = g.run(ctx, j); !ok {
+			// The handler's context ended (shutdown) before the tool
+			// answered: leave the claim pending; the redelivery after its
+			// lease decides.
+			return claim, false, fmt.Errorf("%s interrupted: %w", j.key, context.Cause(ctx))
+		}
+	}
+	g.hook(PointAfterSideEffect)
+
+	result, out, err := encode(o)
+	if err != nil {
+		return claim, false, err
+	}
+	// A result in hand is stored even when the handler is being stopped:
+	// otherwise a finished side effect would be reported outcome_unknown.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), completeGrace)
+	defer cancel()
+	stored, err := g.cfg.Store.CompleteClaim(sctx, j.session, j.key, holder, result, out...)
+	if err != nil {
+		if errors.Is(err, state.ErrConflict) {
+			j.log.Warn("toolgateway: lost the claim before completing; the new holder reports the call", "key", j.key, "err", err)
+			return claim, false, fmt.Errorf("complete %s: %w: %w", j.key, errLostClaim, err)
+		}
+		return claim, false, fmt.Errorf("complete %s: %w", j.key, err)
+	}
+	g.hook(PointAfterComplete)
+	return stored, true, nil
+}
+
+// emitKey is the context key under which run hands a tool the collector of
+// the events it wants emitted with its result (see emitWithResult).
+type emitKey struct{}
+
+// collector gathers a tool's events; the tool may be abandoned on its
+// timeout and still write, hence the lock.
+type collector struct {
+	mu  sync.Mutex
+	evs []event.Event
+}
+
+// emitWithResult asks the gateway running the tool to write ev to the
+// outbox together with the call's result (atomically with the claim). It
+// reports false when the tool is not run by a gateway (the caller then
+// publishes ev itself).
+func emitWithResult(ctx context.Context, ev event.Event) bool {
+	c, ok := ctx.Value(emitKey{}).(*collector)
+	if !ok {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.evs = append(c.evs, ev)
+	return true
+}
+
+// run runs the tool and turns what it did into an outcome; ok is false
+// when ctx (the handler's, not the tool's timeout) ended first.
+func (g *Gateway) run(ctx context.Context, j job) (o outcome, ok bool) {
+	spec := j.entry.Spec()
+	col := &collector{}
+	tctx, cancel := context.WithTimeout(context.WithValue(ctx, emitKey{}, col), j.timeout)
+	defer cancel()
+	input := j.input
+	if len(input) == 0 {
+		input = json.RawMessage(`{}`)
+	}
+	type result struct {
+		out   json.RawMessage
+		err   error
+		panic any
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	// The tool runs in its own goroutine so that a tool ignoring its
+	// context cannot hold the call past its timeout (the goroutine is left
+	// to finish on its own).
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- result{panic: p}
+			}
+		}()
+		out, err := j.entry.Tool().Run(tctx, tools.Call{
+			Input: input, IdempotencyKey: j.key, SessionID: j.session, Step: j.step, CallID: j.callID,
+		})
+		done <- result{out: out, err: err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-tctx.Done():
+		r = result{err: tctx.Err()}
+	}
+	elapsed := time.Since(start)
+	col.mu.Lock()
+	evs := slices.Clone(col.evs)
+	col.mu.Unlock()
+	switch {
+	case ctx.Err() != nil && (r.err != nil || r.panic != nil):
+		// Not the tool's timeout but the handler's end: no outcome to report.
+		return outcome{}, false
+	case r.panic != nil:
+		if !spec.Idempotent {
+			o = failure(events.ToolOutcomeUnknown, fmt.Sprintf("tool panicked mid-call (%v); its side effect may or may not have happened", r.panic))
+		} else {
+			o = failure(events.ToolError, fmt.Sprintf("tool panicked: %v", r.panic))
+		}
+	case r.err != nil && tctx.Err() != nil && errors.Is(tctx.Err(), context.DeadlineExceeded):
+		msg := fmt.Sprintf("no answer within %s", j.timeout)
+		if !spec.Idempotent {
+			msg += "; its side effect may or may not have happened"
+		}
+		o = failure(events.ToolTimeout, msg)
+	case errors.Is(r.err, tools.ErrInvalidInput):
+		o = failure(events.ToolInvalidInput, r.err.Error())
+	case r.err != nil:
+		o = failure(events.ToolError, r.err.Error())
+	default:
+		out := r.out
+		if len(out) == 0 {
+			out = json.RawMessage(`null`)
+		}
+		if !json.Valid(out) {
+			o = failure(events.ToolError, "tool returned output that is not JSON")
+		} else {
+			o = outcome{Output: out}
+		}
+	}
+	o.Duration = elapsed
+	o.Events = evs
+	return o, true
+}
+
+// maxMessage bounds a failure message: it goes to the model, and a tool's
+// error can carry a whole response body.
+const maxMessage = 4096
+
+// call is one decoded ToolInvocationRequested.
 type call struct {
 	cause   event.Event
 	session string
@@ -192,150 +428,68 @@ func (g *Gateway) Handle(ctx context.Context, ev event.Event) error {
 		g.log.Warn("toolgateway: request carries a different idempotency key; using the derived one",
 			"got", req.IdempotencyKey, "key", c.key)
 	}
-	log := g.log.With("session", c.session, "step", req.Step, "call", req.CallID, "tool", req.Tool)
-	spec := entry.Spec()
-	timeout := spec.EffectiveTimeout()
+	timeout := entry.Spec().EffectiveTimeout()
 	if req.TimeoutMs > 0 {
 		timeout = min(timeout, time.Duration(req.TimeoutMs)*time.Millisecond)
 	}
-
-	holder := g.cfg.InstanceID + ":" + uuid.NewString()
-	claim, acquired, err := g.cfg.Store.Claim(ctx, state.ClaimRequest{
-		SessionID: c.session, Key: c.key, Holder: holder,
-		Lease: timeout + g.cfg.LeaseMargin, TTL: g.cfg.ClaimTTL,
-	})
-	if err != nil {
-		if errors.Is(err, state.ErrInvalid) {
-			return fmt.Errorf("toolgateway: claim %s: %w: %w", c.key, bus.ErrPermanent, err)
+	j := job{
+		session: c.session, key: c.key, entry: entry, input: req.Input, timeout: timeout,
+		step: req.Step, callID: req.CallID,
+		log: g.log.With("session", c.session, "step", req.Step, "call", req.CallID, "tool", req.Tool),
+	}
+	claim, ran, err := g.execute(ctx, j, func(o outcome) ([]byte, []state.OutboxEvent, error) { return g.encodeCall(c, o) })
+	switch {
+	case errors.Is(err, errLostClaim):
+		return nil // nothing of ours is stored; the new holder reports the call
+	case errors.Is(err, state.ErrInvalid):
+		return fmt.Errorf("toolgateway: %w: %w", bus.ErrPermanent, err)
+	case err != nil:
+		var ra *bus.RetryAfterError
+		if errors.As(err, &ra) {
+			return err
 		}
-		return fmt.Errorf("toolgateway: claim %s: %w", c.key, err)
+		return fmt.Errorf("toolgateway: %w", err)
+	case !ran:
+		return g.republish(ctx, claim)
 	}
-	if !acquired {
-		if claim.State == state.ClaimDone {
-			log.Debug("toolgateway: call already done; redelivery", "attempt", claim.Attempt)
-			return g.republish(ctx, claim)
-		}
-		wait := claim.LeaseUntil.Sub(g.cfg.Now())
-		if wait < time.Second {
-			wait = time.Second
-		}
-		return bus.RetryAfter(wait, fmt.Sprintf("tool call %s in progress (holder %s, attempt %d)", c.key, claim.Holder, claim.Attempt))
-	}
-	g.hook(PointAfterClaim)
-
-	// Validation is deterministic: an invalid input never ran the tool, in
-	// this attempt or an earlier one.
-	if err := entry.Validate(req.Input); err != nil {
-		g.hook(PointAfterSideEffect)
-		return g.complete(ctx, c, holder, failed(c, events.ToolInvalidInput, err.Error()))
-	}
-	if claim.Attempt > 1 && !spec.Idempotent {
-		// An earlier holder claimed the call and never stored a result: the
-		// side effect may or may not have happened. Running it again could
-		// do it twice, so the model and the user are told instead.
-		log.Warn("toolgateway: earlier attempt died mid-call; outcome unknown", "attempt", claim.Attempt)
-		return g.complete(ctx, c, holder, failed(c, events.ToolOutcomeUnknown, fmt.Sprintf(
-			"an earlier attempt (%d) of this %s call was interrupted before its result was stored; "+
-				"its side effect may or may not have happened, and the tool is not idempotent, so it was not run again",
-			claim.Attempt-1, req.Tool)))
-	}
-	if claim.Attempt > 1 {
-		log.Info("toolgateway: re-running idempotent tool after an interrupted attempt", "attempt", claim.Attempt)
-	}
-
-	data := g.run(ctx, c, entry, timeout)
-	if data == nil {
-		// The handler's context ended (shutdown) before the tool answered:
-		// leave the claim pending; the redelivery after its lease decides.
-		return fmt.Errorf("toolgateway: %s interrupted: %w", c.key, context.Cause(ctx))
-	}
-	g.hook(PointAfterSideEffect)
-	return g.complete(ctx, c, holder, data)
+	return nil
 }
 
-// run runs the tool and turns its outcome into a result payload; nil when
-// ctx (the handler's, not the tool's timeout) ended first.
-func (g *Gateway) run(ctx context.Context, c call, entry *tools.Entry, timeout time.Duration) events.Payload {
-	spec := entry.Spec()
-	tctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	input := c.req.Input
-	if len(input) == 0 {
-		input = json.RawMessage(`{}`)
-	}
-	type result struct {
-		out   json.RawMessage
-		err   error
-		panic any
-	}
-	done := make(chan result, 1)
-	start := time.Now()
-	// The tool runs in its own goroutine so that a tool ignoring its
-	// context cannot hold the call past its timeout (the goroutine is left
-	// to finish on its own).
-	go func() {
-		defer func() {
-			if p := recover(); p != nil {
-				done <- result{panic: p}
-			}
-		}()
-		out, err := entry.Tool().Run(tctx, tools.Call{
-			Input: input, IdempotencyKey: c.key, SessionID: c.session, Step: c.req.Step, CallID: c.req.CallID,
-		})
-		done <- result{out: out, err: err}
-	}()
-	var r result
-	select {
-	case r = <-done:
-	case <-tctx.Done():
-		r = result{err: tctx.Err()}
-	}
-	elapsed := time.Since(start)
-	switch {
-	case ctx.Err() != nil && (r.err != nil || r.panic != nil):
-		// Not the tool's timeout but the handler's end: no outcome to report.
-		return nil
-	case r.panic != nil:
-		if !spec.Idempotent {
-			return failed(c, events.ToolOutcomeUnknown, fmt.Sprintf("tool panicked mid-call (%v); its side effect may or may not have happened", r.panic))
-		}
-		return failed(c, events.ToolError, fmt.Sprintf("tool panicked: %v", r.panic))
-	case r.err != nil && tctx.Err() != nil && errors.Is(tctx.Err(), context.DeadlineExceeded):
-		msg := fmt.Sprintf("no answer within %s", timeout)
-		if !spec.Idempotent {
-			msg += "; its side effect may or may not have happened"
-		}
-		return failed(c, events.ToolTimeout, msg)
-	case errors.Is(r.err, tools.ErrInvalidInput):
-		return failed(c, events.ToolInvalidInput, r.err.Error())
-	case r.err != nil:
-		return failed(c, events.ToolError, r.err.Error())
-	}
-	out := r.out
-	if len(out) == 0 {
-		out = json.RawMessage(`null`)
-	}
-	if !json.Valid(out) {
-		return failed(c, events.ToolError, "tool returned output that is not JSON")
+// payload is the result event's data for an agent's call.
+func (c call) payload(o outcome) events.Payload {
+	if o.Reason != "" {
+		return events.ToolInvocationFailed{Step: c.req.Step, CallID: c.req.CallID, Tool: c.req.Tool, Reason: o.Reason, Message: o.Message}
 	}
 	return events.ToolInvocationCompleted{
-		Step: c.req.Step, CallID: c.req.CallID, Tool: c.req.Tool, Output: out, DurationMs: elapsed.Milliseconds(),
+		Step: c.req.Step, CallID: c.req.CallID, Tool: c.req.Tool, Output: o.Output, DurationMs: o.Duration.Milliseconds(),
 	}
 }
 
-// maxMessage bounds a failure message: it goes to the model, and a tool's
-// error can carry a whole response body.
-const maxMessage = 4096
-
-func failed(c call, reason events.ToolFailureReason, msg string) events.ToolInvocationFailed {
-	if len(msg) > maxMessage {
-		cut := maxMessage
-		for cut > 0 && !utf8.RuneStart(msg[cut]) {
-			cut--
-		}
-		msg = msg[:cut] + "… (truncated)"
+// encodeCall stores an agent call's result event with the claim and in the
+// outbox (with any events the tool emitted), atomically.
+func (g *Gateway) encodeCall(c call, o outcome) ([]byte, []state.OutboxEvent, error) {
+	b, err := g.build(c, c.payload(o))
+	if err != nil {
+		return nil, nil, err
 	}
-	return events.ToolInvocationFailed{Step: c.req.Step, CallID: c.req.CallID, Tool: c.req.Tool, Reason: reason, Message: msg}
+	if len(b) > state.MaxInlineValue {
+		// The claim must hold the whole result to answer redeliveries; an
+		// output this large is reported instead of stored.
+		size := len(b)
+		if b, err = g.build(c, c.payload(failure(events.ToolError, fmt.Sprintf(
+			"tool output too large: result event of %d bytes exceeds the %d-byte limit", size, state.MaxInlineValue)))); err != nil {
+			return nil, nil, err
+		}
+	}
+	out := []state.OutboxEvent{{ID: g.cfg.Source + " " + g.eventID(c), Payload: b}}
+	for _, ev := range o.Events {
+		eb, err := json.Marshal(ev)
+		if err != nil {
+			return nil, nil, fmt.Errorf("toolgateway: encode %s: %w", ev.Type(), err)
+		}
+		out = append(out, state.OutboxEvent{ID: ev.Source() + " " + ev.ID(), Payload: eb})
+	}
+	return b, out, nil
 }
 
 // eventID is the one id of a call's result event, whatever its type: a call
@@ -359,40 +513,6 @@ func (g *Gateway) build(c call, data events.Payload) ([]byte, error) {
 		return nil, fmt.Errorf("toolgateway: encode result: %w", err)
 	}
 	return b, nil
-}
-
-// complete stores the result with the claim and in the outbox, atomically.
-func (g *Gateway) complete(ctx context.Context, c call, holder string, data events.Payload) error {
-	b, err := g.build(c, data)
-	if err != nil {
-		return err
-	}
-	if len(b) > state.MaxInlineValue {
-		// The claim must hold the whole result to answer redeliveries; an
-		// output this large is reported instead of stored.
-		size := len(b)
-		if b, err = g.build(c, failed(c, events.ToolError, fmt.Sprintf(
-			"tool output too large: result event of %d bytes exceeds the %d-byte limit", size, state.MaxInlineValue))); err != nil {
-			return err
-		}
-	}
-	ev := state.OutboxEvent{ID: g.cfg.Source + " " + g.eventID(c), Payload: b}
-	// A result in hand is stored even when the handler is being stopped:
-	// otherwise a finished side effect would be reported outcome_unknown.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), completeGrace)
-	defer cancel()
-	if _, err := g.cfg.Store.CompleteClaim(sctx, c.session, c.key, holder, b, ev); err != nil {
-		if errors.Is(err, state.ErrConflict) {
-			// Our lease expired and another holder took the call over: its
-			// outcome is the one recorded. Nothing of ours is stored.
-			g.log.Warn("toolgateway: lost the claim before completing; the new holder reports the call",
-				"key", c.key, "err", err)
-			return nil
-		}
-		return fmt.Errorf("toolgateway: complete %s: %w", c.key, err)
-	}
-	g.hook(PointAfterComplete)
-	return nil
 }
 
 // republish publishes a done claim's stored result again (same id).
