@@ -33,6 +33,8 @@ type serveConfig struct {
 	RedisTLS       bool
 	RedisPassword  string
 	BedrockModelID string
+	// ModelScript selects the offline scripted model: a file, or "builtin".
+	ModelScript    string
 	MaxEventSize   int           // 0: the claim check's default
 	Concurrency    int           // handlers per process (default 8)
 	Visibility     time.Duration // 0: the catalog's visibility for the queue
@@ -61,7 +63,8 @@ var serveSettings = []serveSetting{
 	{"redis-addr", "AGENTBUS_REDIS_ADDR", "host:port of Redis, the memory service's hot-context cache", []string{"memory"}},
 	{"redis-tls", "AGENTBUS_REDIS_TLS", "reach Redis over TLS (true/false)", nil},
 	{"redis-password", "AGENTBUS_REDIS_PASSWORD", "Redis AUTH token (prefer the environment variable: flags show in process lists)", nil},
-	{"bedrock-model-id", "AGENTBUS_BEDROCK_MODEL_ID", "Bedrock model or inference profile id (Converse)", []string{"planner"}},
+	{"bedrock-model-id", "AGENTBUS_BEDROCK_MODEL_ID", "Bedrock model or inference profile id (Converse); the planner needs this or --model-script", nil},
+	{"model-script", "AGENTBUS_MODEL_SCRIPT", "planner: run the offline scripted model instead of Bedrock: a script file, or \"builtin\" for the built-in demo script", nil},
 	{"max-event-size", "AGENTBUS_MAX_EVENT_SIZE", "largest event (bytes) published inline; larger go to the bucket as a claim check (default 262144)", nil},
 	{"concurrency", "AGENTBUS_CONCURRENCY", "handlers running at once in this process (default 8)", nil},
 	{"visibility", "AGENTBUS_VISIBILITY", "SQS visibility timeout asked for on receive, renewed while a handler runs (default: the rule catalog's for the queue)", nil},
@@ -126,9 +129,20 @@ func resolveServeConfig(service string, flags map[string]string, getenv func(str
 		RedisAddr:      val["redis-addr"],
 		RedisPassword:  val["redis-password"],
 		BedrockModelID: val["bedrock-model-id"],
+		ModelScript:    val["model-script"],
 		HealthAddr:     val["health-addr"],
 	}
 	var errs []error
+	if service == "planner" {
+		switch {
+		case c.BedrockModelID == "" && c.ModelScript == "":
+			errs = append(errs, fmt.Errorf("serve planner: missing configuration: %s, or %s for the offline scripted model",
+				name["bedrock-model-id"], name["model-script"]))
+		case c.BedrockModelID != "" && c.ModelScript != "":
+			errs = append(errs, fmt.Errorf("serve planner: %s and %s are both set: choose Bedrock or the scripted model",
+				name["bedrock-model-id"], name["model-script"]))
+		}
+	}
 	if c.Mode != "" && c.Mode != "aws" {
 		errs = append(errs, fmt.Errorf("%s is %q: serve runs only on AWS (set it to aws, or use `agentbus dev` for the embedded runtime)", name["mode"], c.Mode))
 	}

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/cloudevents/sdk-go/v2/event"
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
@@ -27,6 +28,7 @@ import (
 	rediscache "github.com/agentbus/agentbus/platform/cache/redis"
 	"github.com/agentbus/agentbus/platform/model"
 	"github.com/agentbus/agentbus/platform/model/bedrock"
+	"github.com/agentbus/agentbus/platform/model/scripted"
 	"github.com/agentbus/agentbus/platform/state"
 	"github.com/agentbus/agentbus/platform/state/dynamodb"
 	"github.com/agentbus/agentbus/platform/state/outbox"
@@ -151,8 +153,11 @@ func serveService(ctx context.Context, cfg serveConfig, hooks serveHooks, log *s
 	var handler bus.Handler
 	switch cfg.Service {
 	case "planner":
-		var m model.Model = bedrock.New(awsCfg, cfg.BedrockModelID, bedrock.WithLogger(log))
-		handler = planner.New(store, m, reg, planner.Config{DefaultModel: cfg.BedrockModelID}, nil, log).Handle
+		m, modelName, err := serveModel(awsCfg, cfg, log)
+		if err != nil {
+			return err
+		}
+		handler = planner.New(store, m, reg, planner.Config{DefaultModel: modelName}, nil, log).Handle
 	case "executor":
 		handler = executor.New(executorStore{Store: store, hooks: hooks.Crash}, reg, cfg.ExecutorGrace, nil, log).Handle
 	case "toolgateway":
@@ -437,4 +442,25 @@ func (l *localOutbox) CompleteStep(ctx context.Context, key state.StepKey, out .
 	first, err := l.Store.CompleteStep(ctx, key, out...)
 	l.record(out, first, err)
 	return first, err
+}
+
+// serveModel is the planner's model: Bedrock, or the offline scripted model
+// when a script is configured (compose without Bedrock access, demos).
+func serveModel(awsCfg aws.Config, cfg serveConfig, log *slog.Logger) (model.Model, string, error) {
+	if cfg.ModelScript == "" {
+		return bedrock.New(awsCfg, cfg.BedrockModelID, bedrock.WithLogger(log)), cfg.BedrockModelID, nil
+	}
+	var (
+		s   *scripted.Script
+		err error
+	)
+	if cfg.ModelScript == "builtin" {
+		s, err = scripted.Default()
+	} else {
+		s, err = scripted.LoadFile(cfg.ModelScript)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("serve planner: model script: %w", err)
+	}
+	return model.WithRetry(scripted.New(s), model.DefaultRetryPolicy), "scripted", nil
 }

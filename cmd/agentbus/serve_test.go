@@ -77,7 +77,27 @@ func TestResolveServeConfig(t *testing.T) {
 		{name: "executor needs neither redis nor bedrock", service: "executor",
 			env: without("AGENTBUS_REDIS_ADDR", "AGENTBUS_BEDROCK_MODEL_ID", "AGENTBUS_MODE")},
 		{name: "planner without model", service: "planner", env: without("AGENTBUS_BEDROCK_MODEL_ID"),
-			wantErr: []string{"AGENTBUS_BEDROCK_MODEL_ID (--bedrock-model-id)"}},
+			wantErr: []string{"AGENTBUS_BEDROCK_MODEL_ID (--bedrock-model-id)", "AGENTBUS_MODEL_SCRIPT (--model-script)"}},
+		{name: "planner with the scripted model", service: "planner",
+			env: func() map[string]string { m := without("AGENTBUS_BEDROCK_MODEL_ID"); m["AGENTBUS_MODEL_SCRIPT"] = "builtin"; return m }(),
+			check: func(t *testing.T, c serveConfig) {
+				if c.ModelScript != "builtin" || c.BedrockModelID != "" {
+					t.Errorf("config %+v", c)
+				}
+				m, name, err := serveModel(aws.Config{}, c, slog.New(slog.DiscardHandler))
+				if err != nil || m == nil || name != "scripted" {
+					t.Errorf("serveModel = %v, %q, %v", m, name, err)
+				}
+			}},
+		{name: "planner with a missing script file", service: "planner",
+			env: func() map[string]string { m := without("AGENTBUS_BEDROCK_MODEL_ID"); m["AGENTBUS_MODEL_SCRIPT"] = "/nonexistent/script.json"; return m }(),
+			check: func(t *testing.T, c serveConfig) {
+				if _, _, err := serveModel(aws.Config{}, c, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "model script") {
+					t.Errorf("serveModel with a missing script = %v, want an error naming the model script", err)
+				}
+			}},
+		{name: "planner with both models", service: "planner", env: with("AGENTBUS_MODEL_SCRIPT", "builtin"),
+			wantErr: []string{"both set"}},
 		{name: "memory without redis", service: "memory", env: without("AGENTBUS_REDIS_ADDR"),
 			wantErr: []string{"AGENTBUS_REDIS_ADDR"}},
 		{name: "nothing set names every required variable", service: "toolgateway", env: map[string]string{},
