@@ -79,7 +79,11 @@ func TestResolveServeConfig(t *testing.T) {
 		{name: "planner without model", service: "planner", env: without("AGENTBUS_BEDROCK_MODEL_ID"),
 			wantErr: []string{"AGENTBUS_BEDROCK_MODEL_ID (--bedrock-model-id)", "AGENTBUS_MODEL_SCRIPT (--model-script)"}},
 		{name: "planner with the scripted model", service: "planner",
-			env: func() map[string]string { m := without("AGENTBUS_BEDROCK_MODEL_ID"); m["AGENTBUS_MODEL_SCRIPT"] = "builtin"; return m }(),
+			env: func() map[string]string {
+				m := without("AGENTBUS_BEDROCK_MODEL_ID")
+				m["AGENTBUS_MODEL_SCRIPT"] = "builtin"
+				return m
+			}(),
 			check: func(t *testing.T, c serveConfig) {
 				if c.ModelScript != "builtin" || c.BedrockModelID != "" {
 					t.Errorf("config %+v", c)
@@ -90,7 +94,11 @@ func TestResolveServeConfig(t *testing.T) {
 				}
 			}},
 		{name: "planner with a missing script file", service: "planner",
-			env: func() map[string]string { m := without("AGENTBUS_BEDROCK_MODEL_ID"); m["AGENTBUS_MODEL_SCRIPT"] = "/nonexistent/script.json"; return m }(),
+			env: func() map[string]string {
+				m := without("AGENTBUS_BEDROCK_MODEL_ID")
+				m["AGENTBUS_MODEL_SCRIPT"] = "/nonexistent/script.json"
+				return m
+			}(),
 			check: func(t *testing.T, c serveConfig) {
 				if _, _, err := serveModel(aws.Config{}, c, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "model script") {
 					t.Errorf("serveModel with a missing script = %v, want an error naming the model script", err)
