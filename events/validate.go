@@ -85,10 +85,14 @@ func (e *ValidationError) Is(target error) bool { return target == ErrInvalidEve
 
 // Validator checks whole CloudEvents (attributes, extensions, data) against
 // the JSON Schema of their type. Schemas are compiled once by NewValidator;
-// a Validator is immutable and safe for concurrent use.
+// a Validator is safe for concurrent use. Validate remembers (bounded) the
+// events that passed, so validating the same content again in the same
+// process — a consumer receiving what its publisher validated — costs a
+// hash instead of a schema run; invalid events are never remembered.
 type Validator struct {
 	schemas map[string]*jsonschema.Schema
 	printer *message.Printer
+	valid   *validCache
 }
 
 type validatorConfig struct {
@@ -156,7 +160,8 @@ func NewValidator(opts ...ValidatorOption) (*Validator, error) {
 			return nil, fmt.Errorf("events: schema %s: %w", name, err)
 		}
 	}
-	v := &Validator{schemas: make(map[string]*jsonschema.Schema, len(types)), printer: message.NewPrinter(language.English)}
+	v := &Validator{schemas: make(map[string]*jsonschema.Schema, len(types)), printer: message.NewPrinter(language.English),
+		valid: newValidCache(validCacheSize)}
 	for typ, url := range types {
 		s, err := c.Compile(url)
 		if err != nil {
@@ -181,11 +186,21 @@ func (v *Validator) Types() []string {
 // ErrInvalidEvent (a *ValidationError for violations) and also ErrUnknownType
 // when the type has no schema.
 func (v *Validator) Validate(ev event.Event) error {
+	fp, cacheable := fingerprint(v.valid.seed, &ev)
+	if cacheable && v.valid.has(fp) {
+		return nil
+	}
 	b, err := json.Marshal(ev)
 	if err != nil {
 		return fmt.Errorf("%w: %s event (source %q, id %q): %v", ErrInvalidEvent, ev.Type(), ev.Source(), ev.ID(), err)
 	}
-	return v.ValidateJSON(b)
+	if err := v.ValidateJSON(b); err != nil {
+		return err
+	}
+	if cacheable {
+		v.valid.add(fp)
+	}
+	return nil
 }
 
 // ValidateJSON checks a structured-mode CloudEvent given as JSON bytes (e.g.
