@@ -64,13 +64,20 @@ in the data folder (see agentbus sessions).`,
 					return usageErr(err)
 				}
 			}
-			rt, err := startEmbedded(ctx, embeddedConfig{DataDir: f.dataDir, Model: m, Logger: log})
+			extra, err := dataDirRules(f.dataDir)
+			if err != nil {
+				return usageErr(err)
+			}
+			rt, err := startEmbedded(ctx, embeddedConfig{DataDir: f.dataDir, Model: m, Logger: log, ExtraRules: extra})
 			if err != nil {
 				return err
 			}
 			defer rt.Close()
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "agentbus dev · model %s · data %s\n", modelName, f.dataDir)
+			for _, r := range extra {
+				fmt.Fprintf(out, "plug-in rule %s → queue %s\n", r.Name, r.Target.Queue)
+			}
 			if srv.listen != "" {
 				l, err := startAPI(rt, srv, log)
 				if err != nil {

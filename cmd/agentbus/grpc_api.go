@@ -62,6 +62,7 @@ func newAPIServer(rt *embedded, log *slog.Logger) (*api.Server, error) {
 		Subscriber: &api.LocalSubscriber{Bus: rt.Bus, Resolve: resolver.Resolve},
 		Memory:     memoryReads{rt.Memory},
 		Tools:      rt.Tools,
+		Plugins:    pluginHost{rt: rt, log: log},
 		Logger:     log,
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -21,17 +22,18 @@ func newRulesCmd() *cobra.Command {
 		Use:   "rules",
 		Short: "Inspect the rule catalog (event pattern → queue)",
 	}
-	cmd.AddCommand(newRulesListCmd())
+	cmd.AddCommand(newRulesListCmd(), newRulesAddCmd(), newRulesRemoveCmd())
 	return cmd
 }
 
 func newRulesListCmd() *cobra.Command {
 	var (
-		dirs   []string
-		asJSON bool
+		dirs    []string
+		dataDir string
+		asJSON  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "list [--dir extra-rules-dir]... [--json]",
+		Use:   "list [--dir extra-rules-dir]... [--data-dir D] [--json]",
 		Short: "Print the project's rules and any plug-in rules as a table (or JSON)",
 		Long: "Prints the embedded rule catalog plus the rules in each --dir (one <name>.json file per rule, " +
 			"the catalog's format). Every rule is validated and its pattern compiled; a bad rule, a name " +
@@ -43,6 +45,11 @@ func newRulesListCmd() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("data-dir") {
+				if d := filepath.Join(dataDir, "rules"); hasRuleFiles(d) {
+					dirs = append(dirs, d)
+				}
+			}
 			rs, err := loadRules(dirs)
 			if err != nil {
 				return &exitError{code: 2, err: err}
@@ -67,6 +74,7 @@ func newRulesListCmd() *cobra.Command {
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
 	cmd.Flags().StringArrayVar(&dirs, "dir", nil, "directory of extra rule files (repeatable)")
+	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "also list the plug-in rules added to this data folder (`rules add`)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the rules as a JSON array")
 	return cmd
 }

@@ -124,7 +124,11 @@ func runAgent(ctx context.Context, stdout, stderr io.Writer, prompt string, f ru
 	if f.verbose {
 		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	rt, err := startEmbedded(ctx, embeddedConfig{DataDir: f.dataDir, Model: m, Logger: log})
+	extra, err := dataDirRules(f.dataDir)
+	if err != nil {
+		return usageErr(err)
+	}
+	rt, err := startEmbedded(ctx, embeddedConfig{DataDir: f.dataDir, Model: m, Logger: log, ExtraRules: extra})
 	if err != nil {
 		return err
 	}

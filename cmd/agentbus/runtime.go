@@ -121,7 +121,9 @@ func startEmbedded(ctx context.Context, cfg embeddedConfig) (_ *embedded, err er
 	if err != nil {
 		return nil, err
 	}
-	rt.Rules = append(catalog, cfg.ExtraRules...)
+	if rt.Rules, err = rules.Merge(catalog, cfg.ExtraRules); err != nil {
+		return nil, err
+	}
 	// Tools registered in this process beyond the built-ins (tests, embedded
 	// plug-ins) are served by this process's tool-gateway: route them to it,
 	// as a plug-in's own rule would.
@@ -204,6 +206,11 @@ func startEmbedded(ctx context.Context, cfg embeddedConfig) (_ *embedded, err er
 	relay := outbox.NewRelay(store, relayPub, outbox.Options{Logger: cfg.Logger, Interval: 100 * time.Millisecond})
 	rt.Store = outbox.Notifying(store, relay)
 	if err := registerBuiltins(cfg.Tools, rt.Store); err != nil {
+		return nil, err
+	}
+	// Plug-in specs registered earlier (PluginService.RegisterTools) are
+	// kept in the state store: a restarted runtime offers them again.
+	if _, err := loadPluginSpecs(ctx, store, cfg.Tools, cfg.Logger); err != nil {
 		return nil, err
 	}
 

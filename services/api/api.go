@@ -89,6 +89,9 @@ type Config struct {
 	Subscriber Subscriber
 	Memory     Memory
 	Tools      ToolRegistry
+	// Plugins hosts the PluginService (plug-in tools and queues); nil
+	// answers its calls UNIMPLEMENTED.
+	Plugins PluginHost
 	// Source is the CloudEvents source of the events the API publishes
 	// (default events.SourceClient).
 	Source string
@@ -107,6 +110,7 @@ type Server struct {
 	pb.UnimplementedAgentServiceServer
 	pb.UnimplementedMemoryServiceServer
 	pb.UnimplementedToolGatewayServer
+	pb.UnimplementedPluginServiceServer
 
 	cfg Config
 	log *slog.Logger
@@ -208,11 +212,12 @@ func (s *Server) takeEarly(sid string) Subscription {
 	return e.sub
 }
 
-// Register registers the three services on g.
+// Register registers the services on g.
 func (s *Server) Register(g *grpc.Server) {
 	pb.RegisterAgentServiceServer(g, s)
 	pb.RegisterMemoryServiceServer(g, s)
 	pb.RegisterToolGatewayServer(g, s)
+	pb.RegisterPluginServiceServer(g, s)
 }
 
 // Submit publishes AgentRequested.

@@ -175,6 +175,120 @@ func (*RegisterToolsResponse) Descriptor() ([]byte, []int) {
 	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{1}
 }
 
+type DescribeQueueRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queue         string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeQueueRequest) Reset() {
+	*x = DescribeQueueRequest{}
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeQueueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeQueueRequest) ProtoMessage() {}
+
+func (x *DescribeQueueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeQueueRequest.ProtoReflect.Descriptor instead.
+func (*DescribeQueueRequest) Descriptor() ([]byte, []int) {
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DescribeQueueRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+// QueueInfo is a plug-in queue's settings, as its rule sets them.
+type QueueInfo struct {
+	state                    protoimpl.MessageState `protogen:"open.v1"`
+	Queue                    string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	VisibilityTimeoutSeconds int32                  `protobuf:"varint,2,opt,name=visibility_timeout_seconds,json=visibilityTimeoutSeconds,proto3" json:"visibility_timeout_seconds,omitempty"`
+	MaxReceiveCount          int32                  `protobuf:"varint,3,opt,name=max_receive_count,json=maxReceiveCount,proto3" json:"max_receive_count,omitempty"`
+	// rules are the names of the rules that feed the queue.
+	Rules         []string `protobuf:"bytes,4,rep,name=rules,proto3" json:"rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueInfo) Reset() {
+	*x = QueueInfo{}
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueInfo) ProtoMessage() {}
+
+func (x *QueueInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueInfo.ProtoReflect.Descriptor instead.
+func (*QueueInfo) Descriptor() ([]byte, []int) {
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *QueueInfo) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *QueueInfo) GetVisibilityTimeoutSeconds() int32 {
+	if x != nil {
+		return x.VisibilityTimeoutSeconds
+	}
+	return 0
+}
+
+func (x *QueueInfo) GetMaxReceiveCount() int32 {
+	if x != nil {
+		return x.MaxReceiveCount
+	}
+	return 0
+}
+
+func (x *QueueInfo) GetRules() []string {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
 type ReceiveRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Queue string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
@@ -191,7 +305,7 @@ type ReceiveRequest struct {
 
 func (x *ReceiveRequest) Reset() {
 	*x = ReceiveRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[2]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -203,7 +317,7 @@ func (x *ReceiveRequest) String() string {
 func (*ReceiveRequest) ProtoMessage() {}
 
 func (x *ReceiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[2]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -216,7 +330,7 @@ func (x *ReceiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveRequest.ProtoReflect.Descriptor instead.
 func (*ReceiveRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{2}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ReceiveRequest) GetQueue() string {
@@ -266,7 +380,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[3]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -278,7 +392,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[3]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -291,7 +405,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{3}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Delivery) GetId() string {
@@ -345,7 +459,7 @@ type ReceiveResponse struct {
 
 func (x *ReceiveResponse) Reset() {
 	*x = ReceiveResponse{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[4]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -357,7 +471,7 @@ func (x *ReceiveResponse) String() string {
 func (*ReceiveResponse) ProtoMessage() {}
 
 func (x *ReceiveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[4]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -370,7 +484,7 @@ func (x *ReceiveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveResponse.ProtoReflect.Descriptor instead.
 func (*ReceiveResponse) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{4}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReceiveResponse) GetDeliveries() []*Delivery {
@@ -390,7 +504,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[5]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +516,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[5]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +529,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{5}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AckRequest) GetQueue() string {
@@ -440,7 +554,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[6]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +566,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[6]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +579,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{6}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{8}
 }
 
 type NackRequest struct {
@@ -479,7 +593,7 @@ type NackRequest struct {
 
 func (x *NackRequest) Reset() {
 	*x = NackRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[7]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +605,7 @@ func (x *NackRequest) String() string {
 func (*NackRequest) ProtoMessage() {}
 
 func (x *NackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[7]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +618,7 @@ func (x *NackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackRequest.ProtoReflect.Descriptor instead.
 func (*NackRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{7}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *NackRequest) GetQueue() string {
@@ -536,7 +650,7 @@ type NackResponse struct {
 
 func (x *NackResponse) Reset() {
 	*x = NackResponse{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[8]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +662,7 @@ func (x *NackResponse) String() string {
 func (*NackResponse) ProtoMessage() {}
 
 func (x *NackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[8]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +675,7 @@ func (x *NackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackResponse.ProtoReflect.Descriptor instead.
 func (*NackResponse) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{8}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{10}
 }
 
 type ExtendRequest struct {
@@ -575,7 +689,7 @@ type ExtendRequest struct {
 
 func (x *ExtendRequest) Reset() {
 	*x = ExtendRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[9]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -587,7 +701,7 @@ func (x *ExtendRequest) String() string {
 func (*ExtendRequest) ProtoMessage() {}
 
 func (x *ExtendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[9]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -600,7 +714,7 @@ func (x *ExtendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendRequest.ProtoReflect.Descriptor instead.
 func (*ExtendRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{9}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExtendRequest) GetQueue() string {
@@ -632,7 +746,7 @@ type ExtendResponse struct {
 
 func (x *ExtendResponse) Reset() {
 	*x = ExtendResponse{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[10]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +758,7 @@ func (x *ExtendResponse) String() string {
 func (*ExtendResponse) ProtoMessage() {}
 
 func (x *ExtendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[10]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +771,7 @@ func (x *ExtendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendResponse.ProtoReflect.Descriptor instead.
 func (*ExtendResponse) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{10}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{12}
 }
 
 type DeadLetterRequest struct {
@@ -671,7 +785,7 @@ type DeadLetterRequest struct {
 
 func (x *DeadLetterRequest) Reset() {
 	*x = DeadLetterRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[11]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +797,7 @@ func (x *DeadLetterRequest) String() string {
 func (*DeadLetterRequest) ProtoMessage() {}
 
 func (x *DeadLetterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[11]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +810,7 @@ func (x *DeadLetterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetterRequest.ProtoReflect.Descriptor instead.
 func (*DeadLetterRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{11}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeadLetterRequest) GetQueue() string {
@@ -728,7 +842,7 @@ type DeadLetterResponse struct {
 
 func (x *DeadLetterResponse) Reset() {
 	*x = DeadLetterResponse{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[12]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -740,7 +854,7 @@ func (x *DeadLetterResponse) String() string {
 func (*DeadLetterResponse) ProtoMessage() {}
 
 func (x *DeadLetterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[12]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -753,7 +867,7 @@ func (x *DeadLetterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetterResponse.ProtoReflect.Descriptor instead.
 func (*DeadLetterResponse) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{12}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{14}
 }
 
 type PublishRequest struct {
@@ -766,7 +880,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[13]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +892,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[13]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +905,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{13}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PublishRequest) GetCloudEvents() []string {
@@ -809,7 +923,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[14]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +935,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[14]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -834,7 +948,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{14}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{16}
 }
 
 // Limits bound one agent run; 0 means the runtime's default.
@@ -849,7 +963,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[15]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -861,7 +975,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[15]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -874,7 +988,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{15}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Limits) GetMaxSteps() int32 {
@@ -913,7 +1027,7 @@ type AgentSpec struct {
 
 func (x *AgentSpec) Reset() {
 	*x = AgentSpec{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[16]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +1039,7 @@ func (x *AgentSpec) String() string {
 func (*AgentSpec) ProtoMessage() {}
 
 func (x *AgentSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[16]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +1052,7 @@ func (x *AgentSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentSpec.ProtoReflect.Descriptor instead.
 func (*AgentSpec) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{16}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AgentSpec) GetName() string {
@@ -994,7 +1108,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[17]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1120,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[17]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1133,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{17}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SubmitRequest) GetPrompt() string {
@@ -1068,7 +1182,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[18]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1194,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[18]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1207,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{18}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SubmitResponse) GetSessionId() string {
@@ -1119,7 +1233,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[19]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1245,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[19]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1258,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{19}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WatchRequest) GetSessionId() string {
@@ -1172,7 +1286,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[20]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1298,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[20]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1311,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{20}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Event) GetType() string {
@@ -1252,7 +1366,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[21]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1264,7 +1378,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[21]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1277,7 +1391,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{21}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Usage) GetInputTokens() int64 {
@@ -1317,7 +1431,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[22]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1443,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[22]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1456,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{22}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Session) GetSessionId() string {
@@ -1424,7 +1538,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[23]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1550,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[23]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1563,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{23}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetRequest) GetSessionId() string {
@@ -1470,7 +1584,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[24]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1482,7 +1596,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[24]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1495,7 +1609,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{24}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CancelRequest) GetSessionId() string {
@@ -1522,7 +1636,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[25]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +1648,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[25]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +1661,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{25}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CancelResponse) GetEventId() string {
@@ -1569,7 +1683,7 @@ type ListSessionsRequest struct {
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[26]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1581,7 +1695,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[26]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1594,7 +1708,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{26}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListSessionsRequest) GetPageSize() int32 {
@@ -1621,7 +1735,7 @@ type ListSessionsResponse struct {
 
 func (x *ListSessionsResponse) Reset() {
 	*x = ListSessionsResponse{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[27]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1747,7 @@ func (x *ListSessionsResponse) String() string {
 func (*ListSessionsResponse) ProtoMessage() {}
 
 func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[27]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1760,7 @@ func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{27}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListSessionsResponse) GetSessions() []*Session {
@@ -1677,7 +1791,7 @@ type GetHistoryRequest struct {
 
 func (x *GetHistoryRequest) Reset() {
 	*x = GetHistoryRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[28]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1689,7 +1803,7 @@ func (x *GetHistoryRequest) String() string {
 func (*GetHistoryRequest) ProtoMessage() {}
 
 func (x *GetHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[28]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1702,7 +1816,7 @@ func (x *GetHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHistoryRequest.ProtoReflect.Descriptor instead.
 func (*GetHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{28}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetHistoryRequest) GetSessionId() string {
@@ -1735,7 +1849,7 @@ type GetHistoryResponse struct {
 
 func (x *GetHistoryResponse) Reset() {
 	*x = GetHistoryResponse{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[29]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +1861,7 @@ func (x *GetHistoryResponse) String() string {
 func (*GetHistoryResponse) ProtoMessage() {}
 
 func (x *GetHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[29]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +1874,7 @@ func (x *GetHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHistoryResponse.ProtoReflect.Descriptor instead.
 func (*GetHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{29}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetHistoryResponse) GetEvents() []*Event {
@@ -1784,7 +1898,7 @@ type Turn struct {
 
 func (x *Turn) Reset() {
 	*x = Turn{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[30]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1796,7 +1910,7 @@ func (x *Turn) String() string {
 func (*Turn) ProtoMessage() {}
 
 func (x *Turn) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[30]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1809,7 +1923,7 @@ func (x *Turn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Turn.ProtoReflect.Descriptor instead.
 func (*Turn) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{30}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Turn) GetSeq() int64 {
@@ -1852,7 +1966,7 @@ type GetContextRequest struct {
 
 func (x *GetContextRequest) Reset() {
 	*x = GetContextRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[31]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1864,7 +1978,7 @@ func (x *GetContextRequest) String() string {
 func (*GetContextRequest) ProtoMessage() {}
 
 func (x *GetContextRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[31]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1877,7 +1991,7 @@ func (x *GetContextRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContextRequest.ProtoReflect.Descriptor instead.
 func (*GetContextRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{31}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetContextRequest) GetSessionId() string {
@@ -1903,7 +2017,7 @@ type GetContextResponse struct {
 
 func (x *GetContextResponse) Reset() {
 	*x = GetContextResponse{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[32]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +2029,7 @@ func (x *GetContextResponse) String() string {
 func (*GetContextResponse) ProtoMessage() {}
 
 func (x *GetContextResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[32]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +2042,7 @@ func (x *GetContextResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContextResponse.ProtoReflect.Descriptor instead.
 func (*GetContextResponse) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{32}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetContextResponse) GetTurns() []*Turn {
@@ -1951,7 +2065,7 @@ type SearchHistoryRequest struct {
 
 func (x *SearchHistoryRequest) Reset() {
 	*x = SearchHistoryRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[33]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1963,7 +2077,7 @@ func (x *SearchHistoryRequest) String() string {
 func (*SearchHistoryRequest) ProtoMessage() {}
 
 func (x *SearchHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[33]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1976,7 +2090,7 @@ func (x *SearchHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchHistoryRequest.ProtoReflect.Descriptor instead.
 func (*SearchHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{33}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SearchHistoryRequest) GetSessionId() string {
@@ -2009,7 +2123,7 @@ type SearchHistoryResponse struct {
 
 func (x *SearchHistoryResponse) Reset() {
 	*x = SearchHistoryResponse{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[34]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2021,7 +2135,7 @@ func (x *SearchHistoryResponse) String() string {
 func (*SearchHistoryResponse) ProtoMessage() {}
 
 func (x *SearchHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[34]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2034,7 +2148,7 @@ func (x *SearchHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchHistoryResponse.ProtoReflect.Descriptor instead.
 func (*SearchHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{34}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SearchHistoryResponse) GetTurns() []*Turn {
@@ -2052,7 +2166,7 @@ type ListToolsRequest struct {
 
 func (x *ListToolsRequest) Reset() {
 	*x = ListToolsRequest{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[35]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2064,7 +2178,7 @@ func (x *ListToolsRequest) String() string {
 func (*ListToolsRequest) ProtoMessage() {}
 
 func (x *ListToolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[35]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2077,7 +2191,7 @@ func (x *ListToolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListToolsRequest.ProtoReflect.Descriptor instead.
 func (*ListToolsRequest) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{35}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{37}
 }
 
 // Tool is one registered tool's spec.
@@ -2098,7 +2212,7 @@ type Tool struct {
 
 func (x *Tool) Reset() {
 	*x = Tool{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[36]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2110,7 +2224,7 @@ func (x *Tool) String() string {
 func (*Tool) ProtoMessage() {}
 
 func (x *Tool) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[36]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2123,7 +2237,7 @@ func (x *Tool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tool.ProtoReflect.Descriptor instead.
 func (*Tool) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{36}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Tool) GetName() string {
@@ -2177,7 +2291,7 @@ type ListToolsResponse struct {
 
 func (x *ListToolsResponse) Reset() {
 	*x = ListToolsResponse{}
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[37]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2189,7 +2303,7 @@ func (x *ListToolsResponse) String() string {
 func (*ListToolsResponse) ProtoMessage() {}
 
 func (x *ListToolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentbus_v1_agentbus_proto_msgTypes[37]
+	mi := &file_agentbus_v1_agentbus_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2202,7 +2316,7 @@ func (x *ListToolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListToolsResponse.ProtoReflect.Descriptor instead.
 func (*ListToolsResponse) Descriptor() ([]byte, []int) {
-	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{37}
+	return file_agentbus_v1_agentbus_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListToolsResponse) GetTools() []*Tool {
@@ -2220,7 +2334,14 @@ const file_agentbus_v1_agentbus_proto_rawDesc = "" +
 	"\x14RegisterToolsRequest\x12\x16\n" +
 	"\x06plugin\x18\x01 \x01(\tR\x06plugin\x12'\n" +
 	"\x05tools\x18\x02 \x03(\v2\x11.agentbus.v1.ToolR\x05tools\"\x17\n" +
-	"\x15RegisterToolsResponse\"\x87\x01\n" +
+	"\x15RegisterToolsResponse\",\n" +
+	"\x14DescribeQueueRequest\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\"\xa1\x01\n" +
+	"\tQueueInfo\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12<\n" +
+	"\x1avisibility_timeout_seconds\x18\x02 \x01(\x05R\x18visibilityTimeoutSeconds\x12*\n" +
+	"\x11max_receive_count\x18\x03 \x01(\x05R\x0fmaxReceiveCount\x12\x14\n" +
+	"\x05rules\x18\x04 \x03(\tR\x05rules\"\x87\x01\n" +
 	"\x0eReceiveRequest\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12!\n" +
 	"\fmax_messages\x18\x02 \x01(\x05R\vmaxMessages\x12\x17\n" +
@@ -2391,9 +2512,10 @@ const file_agentbus_v1_agentbus_proto_rawDesc = "" +
 	"GetContext\x12\x1e.agentbus.v1.GetContextRequest\x1a\x1f.agentbus.v1.GetContextResponse\x12V\n" +
 	"\rSearchHistory\x12!.agentbus.v1.SearchHistoryRequest\x1a\".agentbus.v1.SearchHistoryResponse2Y\n" +
 	"\vToolGateway\x12J\n" +
-	"\tListTools\x12\x1d.agentbus.v1.ListToolsRequest\x1a\x1e.agentbus.v1.ListToolsResponse2\xfc\x03\n" +
+	"\tListTools\x12\x1d.agentbus.v1.ListToolsRequest\x1a\x1e.agentbus.v1.ListToolsResponse2\xc8\x04\n" +
 	"\rPluginService\x12V\n" +
-	"\rRegisterTools\x12!.agentbus.v1.RegisterToolsRequest\x1a\".agentbus.v1.RegisterToolsResponse\x12D\n" +
+	"\rRegisterTools\x12!.agentbus.v1.RegisterToolsRequest\x1a\".agentbus.v1.RegisterToolsResponse\x12J\n" +
+	"\rDescribeQueue\x12!.agentbus.v1.DescribeQueueRequest\x1a\x16.agentbus.v1.QueueInfo\x12D\n" +
 	"\aReceive\x12\x1b.agentbus.v1.ReceiveRequest\x1a\x1c.agentbus.v1.ReceiveResponse\x128\n" +
 	"\x03Ack\x12\x17.agentbus.v1.AckRequest\x1a\x18.agentbus.v1.AckResponse\x12;\n" +
 	"\x04Nack\x12\x18.agentbus.v1.NackRequest\x1a\x19.agentbus.v1.NackResponse\x12A\n" +
@@ -2415,101 +2537,105 @@ func file_agentbus_v1_agentbus_proto_rawDescGZIP() []byte {
 }
 
 var file_agentbus_v1_agentbus_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agentbus_v1_agentbus_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_agentbus_v1_agentbus_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_agentbus_v1_agentbus_proto_goTypes = []any{
 	(Status)(0),                   // 0: agentbus.v1.Status
 	(*RegisterToolsRequest)(nil),  // 1: agentbus.v1.RegisterToolsRequest
 	(*RegisterToolsResponse)(nil), // 2: agentbus.v1.RegisterToolsResponse
-	(*ReceiveRequest)(nil),        // 3: agentbus.v1.ReceiveRequest
-	(*Delivery)(nil),              // 4: agentbus.v1.Delivery
-	(*ReceiveResponse)(nil),       // 5: agentbus.v1.ReceiveResponse
-	(*AckRequest)(nil),            // 6: agentbus.v1.AckRequest
-	(*AckResponse)(nil),           // 7: agentbus.v1.AckResponse
-	(*NackRequest)(nil),           // 8: agentbus.v1.NackRequest
-	(*NackResponse)(nil),          // 9: agentbus.v1.NackResponse
-	(*ExtendRequest)(nil),         // 10: agentbus.v1.ExtendRequest
-	(*ExtendResponse)(nil),        // 11: agentbus.v1.ExtendResponse
-	(*DeadLetterRequest)(nil),     // 12: agentbus.v1.DeadLetterRequest
-	(*DeadLetterResponse)(nil),    // 13: agentbus.v1.DeadLetterResponse
-	(*PublishRequest)(nil),        // 14: agentbus.v1.PublishRequest
-	(*PublishResponse)(nil),       // 15: agentbus.v1.PublishResponse
-	(*Limits)(nil),                // 16: agentbus.v1.Limits
-	(*AgentSpec)(nil),             // 17: agentbus.v1.AgentSpec
-	(*SubmitRequest)(nil),         // 18: agentbus.v1.SubmitRequest
-	(*SubmitResponse)(nil),        // 19: agentbus.v1.SubmitResponse
-	(*WatchRequest)(nil),          // 20: agentbus.v1.WatchRequest
-	(*Event)(nil),                 // 21: agentbus.v1.Event
-	(*Usage)(nil),                 // 22: agentbus.v1.Usage
-	(*Session)(nil),               // 23: agentbus.v1.Session
-	(*GetRequest)(nil),            // 24: agentbus.v1.GetRequest
-	(*CancelRequest)(nil),         // 25: agentbus.v1.CancelRequest
-	(*CancelResponse)(nil),        // 26: agentbus.v1.CancelResponse
-	(*ListSessionsRequest)(nil),   // 27: agentbus.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),  // 28: agentbus.v1.ListSessionsResponse
-	(*GetHistoryRequest)(nil),     // 29: agentbus.v1.GetHistoryRequest
-	(*GetHistoryResponse)(nil),    // 30: agentbus.v1.GetHistoryResponse
-	(*Turn)(nil),                  // 31: agentbus.v1.Turn
-	(*GetContextRequest)(nil),     // 32: agentbus.v1.GetContextRequest
-	(*GetContextResponse)(nil),    // 33: agentbus.v1.GetContextResponse
-	(*SearchHistoryRequest)(nil),  // 34: agentbus.v1.SearchHistoryRequest
-	(*SearchHistoryResponse)(nil), // 35: agentbus.v1.SearchHistoryResponse
-	(*ListToolsRequest)(nil),      // 36: agentbus.v1.ListToolsRequest
-	(*Tool)(nil),                  // 37: agentbus.v1.Tool
-	(*ListToolsResponse)(nil),     // 38: agentbus.v1.ListToolsResponse
-	nil,                           // 39: agentbus.v1.SubmitRequest.MetadataEntry
-	(*timestamppb.Timestamp)(nil), // 40: google.protobuf.Timestamp
+	(*DescribeQueueRequest)(nil),  // 3: agentbus.v1.DescribeQueueRequest
+	(*QueueInfo)(nil),             // 4: agentbus.v1.QueueInfo
+	(*ReceiveRequest)(nil),        // 5: agentbus.v1.ReceiveRequest
+	(*Delivery)(nil),              // 6: agentbus.v1.Delivery
+	(*ReceiveResponse)(nil),       // 7: agentbus.v1.ReceiveResponse
+	(*AckRequest)(nil),            // 8: agentbus.v1.AckRequest
+	(*AckResponse)(nil),           // 9: agentbus.v1.AckResponse
+	(*NackRequest)(nil),           // 10: agentbus.v1.NackRequest
+	(*NackResponse)(nil),          // 11: agentbus.v1.NackResponse
+	(*ExtendRequest)(nil),         // 12: agentbus.v1.ExtendRequest
+	(*ExtendResponse)(nil),        // 13: agentbus.v1.ExtendResponse
+	(*DeadLetterRequest)(nil),     // 14: agentbus.v1.DeadLetterRequest
+	(*DeadLetterResponse)(nil),    // 15: agentbus.v1.DeadLetterResponse
+	(*PublishRequest)(nil),        // 16: agentbus.v1.PublishRequest
+	(*PublishResponse)(nil),       // 17: agentbus.v1.PublishResponse
+	(*Limits)(nil),                // 18: agentbus.v1.Limits
+	(*AgentSpec)(nil),             // 19: agentbus.v1.AgentSpec
+	(*SubmitRequest)(nil),         // 20: agentbus.v1.SubmitRequest
+	(*SubmitResponse)(nil),        // 21: agentbus.v1.SubmitResponse
+	(*WatchRequest)(nil),          // 22: agentbus.v1.WatchRequest
+	(*Event)(nil),                 // 23: agentbus.v1.Event
+	(*Usage)(nil),                 // 24: agentbus.v1.Usage
+	(*Session)(nil),               // 25: agentbus.v1.Session
+	(*GetRequest)(nil),            // 26: agentbus.v1.GetRequest
+	(*CancelRequest)(nil),         // 27: agentbus.v1.CancelRequest
+	(*CancelResponse)(nil),        // 28: agentbus.v1.CancelResponse
+	(*ListSessionsRequest)(nil),   // 29: agentbus.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),  // 30: agentbus.v1.ListSessionsResponse
+	(*GetHistoryRequest)(nil),     // 31: agentbus.v1.GetHistoryRequest
+	(*GetHistoryResponse)(nil),    // 32: agentbus.v1.GetHistoryResponse
+	(*Turn)(nil),                  // 33: agentbus.v1.Turn
+	(*GetContextRequest)(nil),     // 34: agentbus.v1.GetContextRequest
+	(*GetContextResponse)(nil),    // 35: agentbus.v1.GetContextResponse
+	(*SearchHistoryRequest)(nil),  // 36: agentbus.v1.SearchHistoryRequest
+	(*SearchHistoryResponse)(nil), // 37: agentbus.v1.SearchHistoryResponse
+	(*ListToolsRequest)(nil),      // 38: agentbus.v1.ListToolsRequest
+	(*Tool)(nil),                  // 39: agentbus.v1.Tool
+	(*ListToolsResponse)(nil),     // 40: agentbus.v1.ListToolsResponse
+	nil,                           // 41: agentbus.v1.SubmitRequest.MetadataEntry
+	(*timestamppb.Timestamp)(nil), // 42: google.protobuf.Timestamp
 }
 var file_agentbus_v1_agentbus_proto_depIdxs = []int32{
-	37, // 0: agentbus.v1.RegisterToolsRequest.tools:type_name -> agentbus.v1.Tool
-	4,  // 1: agentbus.v1.ReceiveResponse.deliveries:type_name -> agentbus.v1.Delivery
-	16, // 2: agentbus.v1.AgentSpec.limits:type_name -> agentbus.v1.Limits
-	17, // 3: agentbus.v1.SubmitRequest.agent:type_name -> agentbus.v1.AgentSpec
-	39, // 4: agentbus.v1.SubmitRequest.metadata:type_name -> agentbus.v1.SubmitRequest.MetadataEntry
-	40, // 5: agentbus.v1.Event.time:type_name -> google.protobuf.Timestamp
+	39, // 0: agentbus.v1.RegisterToolsRequest.tools:type_name -> agentbus.v1.Tool
+	6,  // 1: agentbus.v1.ReceiveResponse.deliveries:type_name -> agentbus.v1.Delivery
+	18, // 2: agentbus.v1.AgentSpec.limits:type_name -> agentbus.v1.Limits
+	19, // 3: agentbus.v1.SubmitRequest.agent:type_name -> agentbus.v1.AgentSpec
+	41, // 4: agentbus.v1.SubmitRequest.metadata:type_name -> agentbus.v1.SubmitRequest.MetadataEntry
+	42, // 5: agentbus.v1.Event.time:type_name -> google.protobuf.Timestamp
 	0,  // 6: agentbus.v1.Session.status:type_name -> agentbus.v1.Status
-	22, // 7: agentbus.v1.Session.usage:type_name -> agentbus.v1.Usage
-	40, // 8: agentbus.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	40, // 9: agentbus.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
-	23, // 10: agentbus.v1.ListSessionsResponse.sessions:type_name -> agentbus.v1.Session
-	21, // 11: agentbus.v1.GetHistoryResponse.events:type_name -> agentbus.v1.Event
-	40, // 12: agentbus.v1.Turn.time:type_name -> google.protobuf.Timestamp
-	31, // 13: agentbus.v1.GetContextResponse.turns:type_name -> agentbus.v1.Turn
-	31, // 14: agentbus.v1.SearchHistoryResponse.turns:type_name -> agentbus.v1.Turn
-	37, // 15: agentbus.v1.ListToolsResponse.tools:type_name -> agentbus.v1.Tool
-	18, // 16: agentbus.v1.AgentService.Submit:input_type -> agentbus.v1.SubmitRequest
-	20, // 17: agentbus.v1.AgentService.Watch:input_type -> agentbus.v1.WatchRequest
-	24, // 18: agentbus.v1.AgentService.Get:input_type -> agentbus.v1.GetRequest
-	25, // 19: agentbus.v1.AgentService.Cancel:input_type -> agentbus.v1.CancelRequest
-	27, // 20: agentbus.v1.AgentService.ListSessions:input_type -> agentbus.v1.ListSessionsRequest
-	29, // 21: agentbus.v1.AgentService.GetHistory:input_type -> agentbus.v1.GetHistoryRequest
-	32, // 22: agentbus.v1.MemoryService.GetContext:input_type -> agentbus.v1.GetContextRequest
-	34, // 23: agentbus.v1.MemoryService.SearchHistory:input_type -> agentbus.v1.SearchHistoryRequest
-	36, // 24: agentbus.v1.ToolGateway.ListTools:input_type -> agentbus.v1.ListToolsRequest
+	24, // 7: agentbus.v1.Session.usage:type_name -> agentbus.v1.Usage
+	42, // 8: agentbus.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	42, // 9: agentbus.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
+	25, // 10: agentbus.v1.ListSessionsResponse.sessions:type_name -> agentbus.v1.Session
+	23, // 11: agentbus.v1.GetHistoryResponse.events:type_name -> agentbus.v1.Event
+	42, // 12: agentbus.v1.Turn.time:type_name -> google.protobuf.Timestamp
+	33, // 13: agentbus.v1.GetContextResponse.turns:type_name -> agentbus.v1.Turn
+	33, // 14: agentbus.v1.SearchHistoryResponse.turns:type_name -> agentbus.v1.Turn
+	39, // 15: agentbus.v1.ListToolsResponse.tools:type_name -> agentbus.v1.Tool
+	20, // 16: agentbus.v1.AgentService.Submit:input_type -> agentbus.v1.SubmitRequest
+	22, // 17: agentbus.v1.AgentService.Watch:input_type -> agentbus.v1.WatchRequest
+	26, // 18: agentbus.v1.AgentService.Get:input_type -> agentbus.v1.GetRequest
+	27, // 19: agentbus.v1.AgentService.Cancel:input_type -> agentbus.v1.CancelRequest
+	29, // 20: agentbus.v1.AgentService.ListSessions:input_type -> agentbus.v1.ListSessionsRequest
+	31, // 21: agentbus.v1.AgentService.GetHistory:input_type -> agentbus.v1.GetHistoryRequest
+	34, // 22: agentbus.v1.MemoryService.GetContext:input_type -> agentbus.v1.GetContextRequest
+	36, // 23: agentbus.v1.MemoryService.SearchHistory:input_type -> agentbus.v1.SearchHistoryRequest
+	38, // 24: agentbus.v1.ToolGateway.ListTools:input_type -> agentbus.v1.ListToolsRequest
 	1,  // 25: agentbus.v1.PluginService.RegisterTools:input_type -> agentbus.v1.RegisterToolsRequest
-	3,  // 26: agentbus.v1.PluginService.Receive:input_type -> agentbus.v1.ReceiveRequest
-	6,  // 27: agentbus.v1.PluginService.Ack:input_type -> agentbus.v1.AckRequest
-	8,  // 28: agentbus.v1.PluginService.Nack:input_type -> agentbus.v1.NackRequest
-	10, // 29: agentbus.v1.PluginService.Extend:input_type -> agentbus.v1.ExtendRequest
-	12, // 30: agentbus.v1.PluginService.DeadLetter:input_type -> agentbus.v1.DeadLetterRequest
-	14, // 31: agentbus.v1.PluginService.Publish:input_type -> agentbus.v1.PublishRequest
-	19, // 32: agentbus.v1.AgentService.Submit:output_type -> agentbus.v1.SubmitResponse
-	21, // 33: agentbus.v1.AgentService.Watch:output_type -> agentbus.v1.Event
-	23, // 34: agentbus.v1.AgentService.Get:output_type -> agentbus.v1.Session
-	26, // 35: agentbus.v1.AgentService.Cancel:output_type -> agentbus.v1.CancelResponse
-	28, // 36: agentbus.v1.AgentService.ListSessions:output_type -> agentbus.v1.ListSessionsResponse
-	30, // 37: agentbus.v1.AgentService.GetHistory:output_type -> agentbus.v1.GetHistoryResponse
-	33, // 38: agentbus.v1.MemoryService.GetContext:output_type -> agentbus.v1.GetContextResponse
-	35, // 39: agentbus.v1.MemoryService.SearchHistory:output_type -> agentbus.v1.SearchHistoryResponse
-	38, // 40: agentbus.v1.ToolGateway.ListTools:output_type -> agentbus.v1.ListToolsResponse
-	2,  // 41: agentbus.v1.PluginService.RegisterTools:output_type -> agentbus.v1.RegisterToolsResponse
-	5,  // 42: agentbus.v1.PluginService.Receive:output_type -> agentbus.v1.ReceiveResponse
-	7,  // 43: agentbus.v1.PluginService.Ack:output_type -> agentbus.v1.AckResponse
-	9,  // 44: agentbus.v1.PluginService.Nack:output_type -> agentbus.v1.NackResponse
-	11, // 45: agentbus.v1.PluginService.Extend:output_type -> agentbus.v1.ExtendResponse
-	13, // 46: agentbus.v1.PluginService.DeadLetter:output_type -> agentbus.v1.DeadLetterResponse
-	15, // 47: agentbus.v1.PluginService.Publish:output_type -> agentbus.v1.PublishResponse
-	32, // [32:48] is the sub-list for method output_type
-	16, // [16:32] is the sub-list for method input_type
+	3,  // 26: agentbus.v1.PluginService.DescribeQueue:input_type -> agentbus.v1.DescribeQueueRequest
+	5,  // 27: agentbus.v1.PluginService.Receive:input_type -> agentbus.v1.ReceiveRequest
+	8,  // 28: agentbus.v1.PluginService.Ack:input_type -> agentbus.v1.AckRequest
+	10, // 29: agentbus.v1.PluginService.Nack:input_type -> agentbus.v1.NackRequest
+	12, // 30: agentbus.v1.PluginService.Extend:input_type -> agentbus.v1.ExtendRequest
+	14, // 31: agentbus.v1.PluginService.DeadLetter:input_type -> agentbus.v1.DeadLetterRequest
+	16, // 32: agentbus.v1.PluginService.Publish:input_type -> agentbus.v1.PublishRequest
+	21, // 33: agentbus.v1.AgentService.Submit:output_type -> agentbus.v1.SubmitResponse
+	23, // 34: agentbus.v1.AgentService.Watch:output_type -> agentbus.v1.Event
+	25, // 35: agentbus.v1.AgentService.Get:output_type -> agentbus.v1.Session
+	28, // 36: agentbus.v1.AgentService.Cancel:output_type -> agentbus.v1.CancelResponse
+	30, // 37: agentbus.v1.AgentService.ListSessions:output_type -> agentbus.v1.ListSessionsResponse
+	32, // 38: agentbus.v1.AgentService.GetHistory:output_type -> agentbus.v1.GetHistoryResponse
+	35, // 39: agentbus.v1.MemoryService.GetContext:output_type -> agentbus.v1.GetContextResponse
+	37, // 40: agentbus.v1.MemoryService.SearchHistory:output_type -> agentbus.v1.SearchHistoryResponse
+	40, // 41: agentbus.v1.ToolGateway.ListTools:output_type -> agentbus.v1.ListToolsResponse
+	2,  // 42: agentbus.v1.PluginService.RegisterTools:output_type -> agentbus.v1.RegisterToolsResponse
+	4,  // 43: agentbus.v1.PluginService.DescribeQueue:output_type -> agentbus.v1.QueueInfo
+	7,  // 44: agentbus.v1.PluginService.Receive:output_type -> agentbus.v1.ReceiveResponse
+	9,  // 45: agentbus.v1.PluginService.Ack:output_type -> agentbus.v1.AckResponse
+	11, // 46: agentbus.v1.PluginService.Nack:output_type -> agentbus.v1.NackResponse
+	13, // 47: agentbus.v1.PluginService.Extend:output_type -> agentbus.v1.ExtendResponse
+	15, // 48: agentbus.v1.PluginService.DeadLetter:output_type -> agentbus.v1.DeadLetterResponse
+	17, // 49: agentbus.v1.PluginService.Publish:output_type -> agentbus.v1.PublishResponse
+	33, // [33:50] is the sub-list for method output_type
+	16, // [16:33] is the sub-list for method input_type
 	16, // [16:16] is the sub-list for extension type_name
 	16, // [16:16] is the sub-list for extension extendee
 	0,  // [0:16] is the sub-list for field type_name
@@ -2526,7 +2652,7 @@ func file_agentbus_v1_agentbus_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentbus_v1_agentbus_proto_rawDesc), len(file_agentbus_v1_agentbus_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   39,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -614,6 +614,7 @@ var ToolGateway_ServiceDesc = grpc.ServiceDesc{
 
 const (
 	PluginService_RegisterTools_FullMethodName = "/agentbus.v1.PluginService/RegisterTools"
+	PluginService_DescribeQueue_FullMethodName = "/agentbus.v1.PluginService/DescribeQueue"
 	PluginService_Receive_FullMethodName       = "/agentbus.v1.PluginService/Receive"
 	PluginService_Ack_FullMethodName           = "/agentbus.v1.PluginService/Ack"
 	PluginService_Nack_FullMethodName          = "/agentbus.v1.PluginService/Nack"
@@ -640,6 +641,10 @@ type PluginServiceClient interface {
 	// The runtime persists them, so they survive a restart. INVALID_ARGUMENT
 	// for a bad spec; ALREADY_EXISTS for a name taken by a built-in tool.
 	RegisterTools(ctx context.Context, in *RegisterToolsRequest, opts ...grpc.CallOption) (*RegisterToolsResponse, error)
+	// DescribeQueue returns a plug-in queue's settings (from its rule), so a
+	// plug-in checks at start that its rule is in place. NOT_FOUND for a queue
+	// no plug-in rule targets.
+	DescribeQueue(ctx context.Context, in *DescribeQueueRequest, opts ...grpc.CallOption) (*QueueInfo, error)
 	// Receive returns up to max_messages deliveries of a plug-in queue,
 	// waiting up to wait_ms for the first. NOT_FOUND for a queue no plug-in
 	// rule targets (the catalog's service queues are not plug-in queues).
@@ -670,6 +675,16 @@ func (c *pluginServiceClient) RegisterTools(ctx context.Context, in *RegisterToo
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RegisterToolsResponse)
 	err := c.cc.Invoke(ctx, PluginService_RegisterTools_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pluginServiceClient) DescribeQueue(ctx context.Context, in *DescribeQueueRequest, opts ...grpc.CallOption) (*QueueInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueueInfo)
+	err := c.cc.Invoke(ctx, PluginService_DescribeQueue_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -754,6 +769,10 @@ type PluginServiceServer interface {
 	// The runtime persists them, so they survive a restart. INVALID_ARGUMENT
 	// for a bad spec; ALREADY_EXISTS for a name taken by a built-in tool.
 	RegisterTools(context.Context, *RegisterToolsRequest) (*RegisterToolsResponse, error)
+	// DescribeQueue returns a plug-in queue's settings (from its rule), so a
+	// plug-in checks at start that its rule is in place. NOT_FOUND for a queue
+	// no plug-in rule targets.
+	DescribeQueue(context.Context, *DescribeQueueRequest) (*QueueInfo, error)
 	// Receive returns up to max_messages deliveries of a plug-in queue,
 	// waiting up to wait_ms for the first. NOT_FOUND for a queue no plug-in
 	// rule targets (the catalog's service queues are not plug-in queues).
@@ -782,6 +801,9 @@ type UnimplementedPluginServiceServer struct{}
 
 func (UnimplementedPluginServiceServer) RegisterTools(context.Context, *RegisterToolsRequest) (*RegisterToolsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RegisterTools not implemented")
+}
+func (UnimplementedPluginServiceServer) DescribeQueue(context.Context, *DescribeQueueRequest) (*QueueInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method DescribeQueue not implemented")
 }
 func (UnimplementedPluginServiceServer) Receive(context.Context, *ReceiveRequest) (*ReceiveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Receive not implemented")
@@ -836,6 +858,24 @@ func _PluginService_RegisterTools_Handler(srv interface{}, ctx context.Context, 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(PluginServiceServer).RegisterTools(ctx, req.(*RegisterToolsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PluginService_DescribeQueue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DescribeQueueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PluginServiceServer).DescribeQueue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PluginService_DescribeQueue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PluginServiceServer).DescribeQueue(ctx, req.(*DescribeQueueRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -958,6 +998,10 @@ var PluginService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RegisterTools",
 			Handler:    _PluginService_RegisterTools_Handler,
+		},
+		{
+			MethodName: "DescribeQueue",
+			Handler:    _PluginService_DescribeQueue_Handler,
 		},
 		{
 			MethodName: "Receive",
