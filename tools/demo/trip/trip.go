@@ -156,12 +156,16 @@ var specs = map[string]tools.Spec{
 		InputSchema: schema(`{"type":"object","properties":{"reservation":{"type":"string","pattern":"^HT-"}},` +
 			`"required":["reservation"],"additionalProperties":false}`)},
 	ChargeCard: {Name: ChargeCard, Timeout: timeout,
-		Description: "Charge a payment card (demo payment provider). Cards ending in " + DeclinedCardSuffix + " are declined.",
+		Description: "Charge a payment card (demo payment provider): amount, or else the sum of the flight's and the hotel's price " +
+			"(the reserve_flight and reserve_hotel outputs). Cards ending in " + DeclinedCardSuffix + " are declined.",
 		InputSchema: schema(`{"type":"object","properties":{` +
 			`"card":{"type":"string","pattern":"^[0-9 ]{12,23}$","description":"card number"},` +
 			`"amount":{"type":"number","exclusiveMinimum":0,"maximum":100000},` +
-			`"currency":{"type":"string","pattern":"^[A-Z]{3}$","default":"EUR"}},` +
-			`"required":["card","amount"],"additionalProperties":false}`)},
+			`"currency":{"type":"string","pattern":"^[A-Z]{3}$","default":"EUR"},` +
+			`"flight":{"type":"object","properties":{"price":{"type":"number","minimum":0}},"required":["price"]},` +
+			`"hotel":{"type":"object","properties":{"price":{"type":"number","minimum":0}},"required":["price"]}},` +
+			`"required":["card"],"anyOf":[{"required":["amount"]},{"required":["flight"]},{"required":["hotel"]}],` +
+			`"additionalProperties":false}`)},
 	RefundCard: {Name: RefundCard, Timeout: timeout,
 		Description: "Refund a card charge in full (demo payment provider).",
 		InputSchema: schema(`{"type":"object","properties":{"charge":{"type":"string","pattern":"^CH-"}},` +
@@ -246,7 +250,7 @@ func (t *tool) do(in map[string]any, key string) (map[string]any, error) {
 		if cur == "" {
 			cur = "EUR"
 		}
-		return map[string]any{"charge": r, "amount": in["amount"], "currency": cur, "card": "•••• " + last4(card)}, nil
+		return map[string]any{"charge": r, "amount": amount(in), "currency": cur, "card": "•••• " + last4(card)}, nil
 	case CancelFlight:
 		return p.undo(str(in, "reservation"), "flight", EffectFlightCancelled, "cancelled")
 	case CancelHotel:
@@ -277,6 +281,21 @@ func (p *Providers) undo(id, kind, effect, field string) (map[string]any, error)
 	p.effects[effect]++
 	p.log = append(p.log, effect+" "+id)
 	return map[string]any{field: id}, nil
+}
+
+// amount is the input's amount, else the flight's plus the hotel's price.
+func amount(in map[string]any) float64 {
+	if a, ok := in["amount"].(float64); ok {
+		return a
+	}
+	var sum float64
+	for _, k := range []string{"flight", "hotel"} {
+		if o, ok := in[k].(map[string]any); ok {
+			p, _ := o["price"].(float64)
+			sum += p
+		}
+	}
+	return sum
 }
 
 func last4(card string) string {

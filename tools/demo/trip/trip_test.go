@@ -55,8 +55,8 @@ func TestTripOnceOnlyEffects(t *testing.T) {
 	if err != nil || h["price"] != float64(285) {
 		t.Fatalf("hotel %v %v", h, err)
 	}
-	c, err := call(t, reg, trip.ChargeCard, "k3", `{"card":"4242 4242 4242 4242","amount":705}`)
-	if err != nil || c["card"] != "•••• 4242" {
+	c, err := call(t, reg, trip.ChargeCard, "k3", `{"card":"4242 4242 4242 4242","flight":{"price":420},"hotel":{"price":285}}`)
+	if err != nil || c["card"] != "•••• 4242" || c["amount"] != float64(705) {
 		t.Fatalf("charge %v %v", c, err)
 	}
 	for i, key := range []string{"u1", "u1", "u2"} { // a redelivery, then another undo of the same thing
@@ -94,6 +94,7 @@ func TestTripFailures(t *testing.T) {
 	}{
 		{"declined card", trip.ChargeCard, `{"card":"4000 0000 0000 0002","amount":10}`, trip.ErrDeclined, "ending 0002"},
 		{"no amount", trip.ChargeCard, `{"card":"4242424242424242"}`, tools.ErrInvalidInput, "amount"},
+		{"flight without price", trip.ChargeCard, `{"card":"4242424242424242","flight":{}}`, tools.ErrInvalidInput, "price"},
 		{"negative amount", trip.ChargeCard, `{"card":"4242424242424242","amount":-1}`, tools.ErrInvalidInput, "amount"},
 		{"unknown field", trip.CancelHotel, `{"reservation":"HT-1","why":"x"}`, tools.ErrInvalidInput, "why"},
 		{"unknown reservation", trip.CancelHotel, `{"reservation":"HT-NOPE"}`, nil, "no hotel HT-NOPE"},
