@@ -33,6 +33,9 @@ type Store struct {
 	w   *sql.DB // one connection: every write transaction
 	r   *sql.DB // readers (the same as w for an in-memory database)
 	now func() time.Time
+	// ws and rs are the hot statements prepared at open on w and r (see
+	// prepared).
+	ws, rs map[string]*sql.Stmt
 }
 
 var _ state.Store = (*Store)(nil)
@@ -150,16 +153,132 @@ func newStore(ctx context.Context, w, r *sql.DB, opts []Option) (*Store, error) 
 		s.Close()
 		return nil, fmt.Errorf("create state schema: %w", err)
 	}
+	var err error
+	if s.ws, err = prepareAll(ctx, w, txQueries); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.rs, err = prepareAll(ctx, r, readQueries); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
 // Close closes the database.
 func (s *Store) Close() error {
-	err := s.w.Close()
-	if s.r != s.w {
-		err = errors.Join(err, s.r.Close())
+	var errs []error
+	for _, m := range []map[string]*sql.Stmt{s.ws, s.rs} {
+		for _, st := range m {
+			errs = append(errs, st.Close())
+		}
 	}
-	return err
+	errs = append(errs, s.w.Close())
+	if s.r != s.w {
+		errs = append(errs, s.r.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// The statements of the services' hot paths. modernc's SQLite is C
+// translated to Go, and parsing a statement's SQL again for every call
+// measured ~15% of the embedded agent loop's CPU, so these are prepared once
+// at open: on w for use inside write transactions (tx.StmtContext finds the
+// copy already prepared on w's single connection; preparing on the *sql.DB
+// inside a transaction would wait forever for that connection), on r for
+// reads (database/sql prepares them on each pooled connection as needed).
+// A query not listed runs unprepared, as before.
+const (
+	qInsertOutbox = `INSERT INTO outbox (id, payload, created_ms) VALUES (?, ?, ?)
+			 ON CONFLICT (id) DO UPDATE SET payload = excluded.payload`
+	qDeleteOutbox  = `DELETE FROM outbox WHERE id = ?`
+	qPendingOutbox = `SELECT id, payload FROM outbox ORDER BY seq LIMIT ?`
+	qInsertSession = `INSERT INTO sessions (id, version, status, agent, data, created_ms, updated_ms)
+			 VALUES (?, 1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
+	qGetSession    = `SELECT ` + sessionCols + ` FROM sessions WHERE id = ?`
+	qUpdateSession = `UPDATE sessions SET version = ?, status = ?, agent = ?, data = ?, updated_ms = ? WHERE id = ? AND version = ?`
+	qLastSeq       = `SELECT COALESCE(MAX(seq), 0) FROM history WHERE session_id = ?`
+	qInsertHistory = `INSERT INTO history (session_id, seq, source, event_id, type, time_ms, data) VALUES (?, ?, ?, ?, ?, ?, ?)
+				 ON CONFLICT (session_id, source, event_id) DO NOTHING`
+	qReadHistory = `SELECT seq, source, event_id, type, time_ms, data FROM history WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?`
+	qGetClaim    = `SELECT state, holder, attempt, lease_until_ms, expires_at_ms, result FROM claims WHERE session_id = ? AND key = ?`
+	qPutClaim    = `INSERT INTO claims (session_id, key, state, holder, attempt, lease_until_ms, expires_at_ms, result)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		 ON CONFLICT (session_id, key) DO UPDATE SET state = excluded.state, holder = excluded.holder,
+		   attempt = excluded.attempt, lease_until_ms = excluded.lease_until_ms,
+		   expires_at_ms = excluded.expires_at_ms, result = excluded.result`
+	qGetStep     = `SELECT expected, done FROM steps WHERE session_id = ? AND step = ?`
+	qStepResults = `SELECT call_id, result FROM step_results WHERE session_id = ? AND step = ? ORDER BY call_id`
+	qOpenStep    = `INSERT INTO steps (session_id, step, expected, done) VALUES (?, ?, ?, 0)
+			 ON CONFLICT (session_id, step) DO UPDATE SET expected = excluded.expected`
+	qRecordResult = `INSERT INTO step_results (session_id, step, call_id, result) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`
+	qCompleteStep = `INSERT INTO steps (session_id, step, expected, done) VALUES (?, ?, NULL, 1)
+			 ON CONFLICT (session_id, step) DO UPDATE SET done = 1 WHERE done = 0`
+)
+
+var (
+	txQueries = []string{qInsertOutbox, qDeleteOutbox, qInsertSession, qGetSession, qUpdateSession, qLastSeq,
+		qInsertHistory, qGetClaim, qPutClaim, qGetStep, qStepResults, qOpenStep, qRecordResult, qCompleteStep}
+	readQueries = []string{qGetSession, qReadHistory, qGetClaim, qPendingOutbox}
+)
+
+func prepareAll(ctx context.Context, db *sql.DB, qs []string) (map[string]*sql.Stmt, error) {
+	out := make(map[string]*sql.Stmt, len(qs))
+	for _, q := range qs {
+		st, err := db.PrepareContext(ctx, q)
+		if err != nil {
+			for _, p := range out {
+				p.Close()
+			}
+			return nil, fmt.Errorf("prepare %q: %w", q, err)
+		}
+		out[q] = st
+	}
+	return out, nil
+}
+
+// stmt returns q prepared for tx, or nil when q was not prepared at open.
+func (s *Store) stmt(ctx context.Context, tx *sql.Tx, q string) *sql.Stmt {
+	if st, ok := s.ws[q]; ok {
+		return tx.StmtContext(ctx, st)
+	}
+	return nil
+}
+
+// exec runs q in tx, through its prepared statement when there is one.
+func (s *Store) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	if st := s.stmt(ctx, tx, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, q, args...)
+}
+
+// queryRow runs q in tx, or on the read pool when tx is nil.
+func (s *Store) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) *sql.Row {
+	if tx == nil {
+		if st, ok := s.rs[q]; ok {
+			return st.QueryRowContext(ctx, args...)
+		}
+		return s.r.QueryRowContext(ctx, q, args...)
+	}
+	if st := s.stmt(ctx, tx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return tx.QueryRowContext(ctx, q, args...)
+}
+
+// query runs q in tx, or on the read pool when tx is nil.
+func (s *Store) query(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Rows, error) {
+	if tx == nil {
+		if st, ok := s.rs[q]; ok {
+			return st.QueryContext(ctx, args...)
+		}
+		return s.r.QueryContext(ctx, q, args...)
+	}
+	if st := s.stmt(ctx, tx, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return tx.QueryContext(ctx, q, args...)
 }
 
 func (s *Store) nowMs() int64 { return s.now().UnixMilli() }
@@ -185,9 +304,7 @@ func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 func (s *Store) writeOutbox(ctx context.Context, tx *sql.Tx, out []state.OutboxEvent) error {
 	now := s.nowMs()
 	for _, e := range out {
-		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO outbox (id, payload, created_ms) VALUES (?, ?, ?)
-			 ON CONFLICT (id) DO UPDATE SET payload = excluded.payload`, e.ID, e.Payload, now); err != nil {
+		if _, err := s.exec(ctx, tx, qInsertOutbox, e.ID, e.Payload, now); err != nil {
 			return fmt.Errorf("write outbox %q: %w", e.ID, err)
 		}
 	}
@@ -217,9 +334,7 @@ func (s *Store) CreateSession(ctx context.Context, sess state.Session, out ...st
 	}
 	now := s.nowMs()
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			`INSERT INTO sessions (id, version, status, agent, data, created_ms, updated_ms)
-			 VALUES (?, 1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		res, err := s.exec(ctx, tx, qInsertSession,
 			sess.ID, string(sess.Status), sess.AgentName, sess.Data, now, now)
 		if err != nil {
 			return fmt.Errorf("create session %q: %w", sess.ID, err)
@@ -260,7 +375,7 @@ func (s *Store) GetSession(ctx context.Context, id string) (state.Session, error
 	if err := state.ValidateSessionID(id); err != nil {
 		return state.Session{}, err
 	}
-	sess, err := scanSession(s.r.QueryRowContext(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id = ?`, id))
+	sess, err := scanSession(s.queryRow(ctx, nil, qGetSession, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return state.Session{}, fmt.Errorf("session %q: %w", id, state.ErrNotFound)
 	}
@@ -281,7 +396,7 @@ func (s *Store) UpdateSession(ctx context.Context, sess state.Session, out ...st
 	now := s.nowMs()
 	var stored state.Session
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		cur, err := scanSession(tx.QueryRowContext(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id = ?`, sess.ID))
+		cur, err := scanSession(s.queryRow(ctx, tx, qGetSession, sess.ID))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("update session %q: %w", sess.ID, state.ErrNotFound)
 		}
@@ -291,8 +406,7 @@ func (s *Store) UpdateSession(ctx context.Context, sess state.Session, out ...st
 		if cur.Version != sess.Version {
 			return fmt.Errorf("update session %q at version %d, stored %d: %w", sess.ID, sess.Version, cur.Version, state.ErrConflict)
 		}
-		if _, err := tx.ExecContext(ctx,
-			`UPDATE sessions SET version = ?, status = ?, agent = ?, data = ?, updated_ms = ? WHERE id = ? AND version = ?`,
+		if _, err := s.exec(ctx, tx, qUpdateSession,
 			cur.Version+1, string(sess.Status), sess.AgentName, sess.Data, now, sess.ID, cur.Version); err != nil {
 			return fmt.Errorf("update session %q: %w", sess.ID, err)
 		}
@@ -399,7 +513,7 @@ func (s *Store) AppendHistory(ctx context.Context, sessionID string, entries ...
 	added := 0
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var last int64
-		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM history WHERE session_id = ?`, sessionID).Scan(&last); err != nil {
+		if err := s.queryRow(ctx, tx, qLastSeq, sessionID).Scan(&last); err != nil {
 			return fmt.Errorf("append history %q: %w", sessionID, err)
 		}
 		for _, e := range entries {
@@ -407,9 +521,7 @@ func (s *Store) AppendHistory(ctx context.Context, sessionID string, entries ...
 			if !e.Time.IsZero() {
 				tms = e.Time.UnixMilli()
 			}
-			res, err := tx.ExecContext(ctx,
-				`INSERT INTO history (session_id, seq, source, event_id, type, time_ms, data) VALUES (?, ?, ?, ?, ?, ?, ?)
-				 ON CONFLICT (session_id, source, event_id) DO NOTHING`,
+			res, err := s.exec(ctx, tx, qInsertHistory,
 				sessionID, last+1, e.Source, e.ID, e.Type, tms, nonNil(e.Data))
 			if err != nil {
 				return fmt.Errorf("append history %q: %w", sessionID, err)
@@ -473,8 +585,7 @@ func (s *Store) ReadHistory(ctx context.Context, sessionID string, afterSeq int6
 	if err := state.ValidateSessionID(sessionID); err != nil {
 		return nil, err
 	}
-	rows, err := s.r.QueryContext(ctx,
-		`SELECT seq, source, event_id, type, time_ms, data FROM history WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+	rows, err := s.query(ctx, nil, qReadHistory,
 		sessionID, afterSeq, state.PageSize(limit))
 	if err != nil {
 		return nil, fmt.Errorf("read history %q: %w", sessionID, err)
@@ -520,16 +631,14 @@ func (s *Store) SearchHistory(ctx context.Context, sessionID, query string, limi
 	return out, nil
 }
 
-func getClaim(ctx context.Context, q interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}, sessionID, key string) (*state.Claim, error) {
+// getClaim reads a claim in tx, or from the read pool when tx is nil.
+func (s *Store) getClaim(ctx context.Context, tx *sql.Tx, sessionID, key string) (*state.Claim, error) {
 	var (
 		c                 state.Claim
 		st                string
 		leaseMs, expireMs int64
 	)
-	err := q.QueryRowContext(ctx,
-		`SELECT state, holder, attempt, lease_until_ms, expires_at_ms, result FROM claims WHERE session_id = ? AND key = ?`,
+	err := s.queryRow(ctx, tx, qGetClaim,
 		sessionID, key).Scan(&st, &c.Holder, &c.Attempt, &leaseMs, &expireMs, &c.Result)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
@@ -542,13 +651,8 @@ func getClaim(ctx context.Context, q interface {
 	return &c, nil
 }
 
-func putClaim(ctx context.Context, tx *sql.Tx, c state.Claim) error {
-	_, err := tx.ExecContext(ctx,
-		`INSERT INTO claims (session_id, key, state, holder, attempt, lease_until_ms, expires_at_ms, result)
-		 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-		 ON CONFLICT (session_id, key) DO UPDATE SET state = excluded.state, holder = excluded.holder,
-		   attempt = excluded.attempt, lease_until_ms = excluded.lease_until_ms,
-		   expires_at_ms = excluded.expires_at_ms, result = excluded.result`,
+func (s *Store) putClaim(ctx context.Context, tx *sql.Tx, c state.Claim) error {
+	_, err := s.exec(ctx, tx, qPutClaim,
 		c.SessionID, c.Key, string(c.State), c.Holder, c.Attempt, c.LeaseUntil.UnixMilli(), c.ExpiresAt.UnixMilli(), c.Result)
 	if err != nil {
 		return fmt.Errorf("write claim %q: %w", c.Key, err)
@@ -566,14 +670,14 @@ func (s *Store) Claim(ctx context.Context, req state.ClaimRequest) (state.Claim,
 		acquired bool
 	)
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		cur, err := getClaim(ctx, tx, req.SessionID, req.Key)
+		cur, err := s.getClaim(ctx, tx, req.SessionID, req.Key)
 		if err != nil {
 			return err
 		}
 		var write bool
 		next, acquired, write = rules.Claim(cur, req, s.now())
 		if write {
-			return putClaim(ctx, tx, next)
+			return s.putClaim(ctx, tx, next)
 		}
 		return nil
 	})
@@ -590,7 +694,7 @@ func (s *Store) RenewClaim(ctx context.Context, sessionID, key, holder string, l
 	}
 	var next state.Claim
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		cur, err := getClaim(ctx, tx, sessionID, key)
+		cur, err := s.getClaim(ctx, tx, sessionID, key)
 		if err != nil {
 			return err
 		}
@@ -598,7 +702,7 @@ func (s *Store) RenewClaim(ctx context.Context, sessionID, key, holder string, l
 		if err != nil {
 			return err
 		}
-		return putClaim(ctx, tx, next)
+		return s.putClaim(ctx, tx, next)
 	})
 	if err != nil {
 		return state.Claim{}, err
@@ -616,7 +720,7 @@ func (s *Store) CompleteClaim(ctx context.Context, sessionID, key, holder string
 	}
 	var next state.Claim
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		cur, err := getClaim(ctx, tx, sessionID, key)
+		cur, err := s.getClaim(ctx, tx, sessionID, key)
 		if err != nil {
 			return err
 		}
@@ -625,7 +729,7 @@ func (s *Store) CompleteClaim(ctx context.Context, sessionID, key, holder string
 		if err != nil || !write {
 			return err
 		}
-		if err := putClaim(ctx, tx, next); err != nil {
+		if err := s.putClaim(ctx, tx, next); err != nil {
 			return err
 		}
 		return s.writeOutbox(ctx, tx, out)
@@ -644,7 +748,7 @@ func (s *Store) GetClaim(ctx context.Context, sessionID, key string) (state.Clai
 	if err := state.ValidateID("claim key", key); err != nil {
 		return state.Claim{}, err
 	}
-	cur, err := getClaim(ctx, s.r, sessionID, key)
+	cur, err := s.getClaim(ctx, nil, sessionID, key)
 	if err != nil {
 		return state.Claim{}, err
 	}
@@ -664,19 +768,15 @@ func validateStep(key state.StepKey) error {
 	return nil
 }
 
-type rowQuerier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
-func readStep(ctx context.Context, q rowQuerier, key state.StepKey) (state.StepState, bool, error) {
+// readStep reads a step in tx, or from the read pool when tx is nil.
+func (s *Store) readStep(ctx context.Context, tx *sql.Tx, key state.StepKey) (state.StepState, bool, error) {
 	st := state.StepState{Key: key}
 	var (
 		expected sql.NullString
 		done     int
 		exists   = true
 	)
-	err := q.QueryRowContext(ctx, `SELECT expected, done FROM steps WHERE session_id = ? AND step = ?`, key.SessionID, key.Step).Scan(&expected, &done)
+	err := s.queryRow(ctx, tx, qGetStep, key.SessionID, key.Step).Scan(&expected, &done)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		exists = false
@@ -689,7 +789,7 @@ func readStep(ctx context.Context, q rowQuerier, key state.StepKey) (state.StepS
 			return st, false, fmt.Errorf("read step %v: expected calls: %w", key, err)
 		}
 	}
-	rows, err := q.QueryContext(ctx, `SELECT call_id, result FROM step_results WHERE session_id = ? AND step = ? ORDER BY call_id`, key.SessionID, key.Step)
+	rows, err := s.query(ctx, tx, qStepResults, key.SessionID, key.Step)
 	if err != nil {
 		return st, false, fmt.Errorf("read step %v results: %w", key, err)
 	}
@@ -724,7 +824,7 @@ func (s *Store) OpenStep(ctx context.Context, key state.StepKey, callIDs []strin
 		opened bool
 	)
 	err = s.tx(ctx, func(tx *sql.Tx) error {
-		cur, _, err := readStep(ctx, tx, key)
+		cur, _, err := s.readStep(ctx, tx, key)
 		if err != nil {
 			return err
 		}
@@ -733,9 +833,7 @@ func (s *Store) OpenStep(ctx context.Context, key state.StepKey, callIDs []strin
 			return nil
 		}
 		enc, _ := json.Marshal(ids)
-		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO steps (session_id, step, expected, done) VALUES (?, ?, ?, 0)
-			 ON CONFLICT (session_id, step) DO UPDATE SET expected = excluded.expected`,
+		if _, err := s.exec(ctx, tx, qOpenStep,
 			key.SessionID, key.Step, string(enc)); err != nil {
 			return fmt.Errorf("open step %v: %w", key, err)
 		}
@@ -780,13 +878,12 @@ func (s *Store) RecordResult(ctx context.Context, key state.StepKey, callID stri
 	}
 	var st state.StepState
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO step_results (session_id, step, call_id, result) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		if _, err := s.exec(ctx, tx, qRecordResult,
 			key.SessionID, key.Step, callID, nonNil(result)); err != nil {
 			return fmt.Errorf("record result %v/%s: %w", key, callID, err)
 		}
 		var err error
-		st, _, err = readStep(ctx, tx, key)
+		st, _, err = s.readStep(ctx, tx, key)
 		return err
 	})
 	if err != nil {
@@ -805,9 +902,7 @@ func (s *Store) CompleteStep(ctx context.Context, key state.StepKey, out ...stat
 	}
 	first := false
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			`INSERT INTO steps (session_id, step, expected, done) VALUES (?, ?, NULL, 1)
-			 ON CONFLICT (session_id, step) DO UPDATE SET done = 1 WHERE done = 0`,
+		res, err := s.exec(ctx, tx, qCompleteStep,
 			key.SessionID, key.Step)
 		if err != nil {
 			return fmt.Errorf("complete step %v: %w", key, err)
@@ -826,7 +921,7 @@ func (s *Store) CompleteStep(ctx context.Context, key state.StepKey, out ...stat
 
 // PendingOutbox implements state.Outbox (oldest first, in fact).
 func (s *Store) PendingOutbox(ctx context.Context, limit int) ([]state.OutboxEvent, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, payload FROM outbox ORDER BY seq LIMIT ?`, state.PageSize(limit))
+	rows, err := s.query(ctx, nil, qPendingOutbox, state.PageSize(limit))
 	if err != nil {
 		return nil, fmt.Errorf("pending outbox: %w", err)
 	}
@@ -852,7 +947,7 @@ func (s *Store) MarkSent(ctx context.Context, ids ...string) error {
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id = ?`, id); err != nil {
+			if _, err := s.exec(ctx, tx, qDeleteOutbox, id); err != nil {
 				return fmt.Errorf("mark sent %q: %w", id, err)
 			}
 		}
