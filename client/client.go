@@ -155,6 +155,10 @@ func (b bearer) RequireTransportSecurity() bool { return b.secure }
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }
 
+// PluginService returns the PluginService stub on this connection (same
+// token and TLS). Plug-in authors use package plugin, which builds on it.
+func (c *Client) PluginService() pb.PluginServiceClient { return pb.NewPluginServiceClient(c.conn) }
+
 // Submit publishes AgentRequested and returns the session id.
 func (c *Client) Submit(ctx context.Context, req Request) (string, error) {
 	in := &pb.SubmitRequest{Prompt: req.Prompt, Metadata: req.Metadata, SessionId: req.SessionID, Traceparent: req.TraceParent}
