@@ -14,5 +14,6 @@ func subcommands() []*cobra.Command {
 		newStackCmd(),
 		newDlqCmd(),
 		newServeCmd(),
+		newSagasCmd(),
 	}
 }
