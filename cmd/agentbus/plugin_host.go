@@ -150,3 +150,7 @@ func watchPluginSpecs(ctx context.Context, store any, reg *tools.Registry, inter
 		}
 	}
 }
+
+// pluginSpecsRefresh is how often `serve planner|executor` re-read the
+// plug-in specs from the state table.
+const pluginSpecsRefresh = 30 * time.Second

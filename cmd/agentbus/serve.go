@@ -149,6 +149,16 @@ func serveService(ctx context.Context, cfg serveConfig, hooks serveHooks, log *s
 	if err := registerBuiltins(reg, store); err != nil {
 		return err
 	}
+	if cfg.Service == "planner" || cfg.Service == "executor" {
+		// Plug-ins register their specs in the table (plugin.StoreRegistrar):
+		// offer and route them, including plug-ins registered later.
+		if _, err := loadPluginSpecs(ctx, table, reg, log); err != nil {
+			return err
+		}
+		specsCtx, stopSpecs := context.WithCancel(ctx)
+		defer stopSpecs()
+		go watchPluginSpecs(specsCtx, table, reg, pluginSpecsRefresh, log)
+	}
 
 	var handler bus.Handler
 	switch cfg.Service {
