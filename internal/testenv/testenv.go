@@ -13,6 +13,10 @@ import (
 	"time"
 )
 
+// motoSFNConfig makes moto run state machines (its embedded ASL
+// interpreter) instead of returning canned executions.
+const motoSFNConfig = `{"stepfunctions":{"execute_state_machine":true}}`
+
 // StartCommand is what a developer runs to start the servers tests need.
 const StartCommand = "make stack (scripts/stack.sh up)"
 
@@ -44,6 +48,24 @@ func AWSEndpoint(t testing.TB) string {
 	}
 	resp.Body.Close()
 	return ep
+}
+
+// MotoStepFunctions makes the moto server at endpoint (from AWSEndpoint)
+// execute Step Functions state machines for real, as scripts/stack.sh up
+// does, so a test that runs executions does not depend on how moto was
+// started. The setting is server-wide and idempotent; moto's GET of
+// /moto-api/config does not show it, so it is set rather than checked.
+func MotoStepFunctions(t testing.TB, endpoint string) {
+	t.Helper()
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Post(strings.TrimSuffix(endpoint, "/")+"/moto-api/config", "application/json", strings.NewReader(motoSFNConfig))
+	if err != nil {
+		t.Fatalf("enable moto Step Functions execution: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("enable moto Step Functions execution: HTTP %d", resp.StatusCode)
+	}
 }
 
 // RedisAddr returns host:port of a Redis server:
