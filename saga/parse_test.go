@@ -294,6 +294,11 @@ func FuzzParse(f *testing.F) {
 		if _, err := Parse(re); err != nil {
 			t.Fatalf("re-parse of %s: %v", re, err)
 		}
+		asl, err := ASL(d, "https://sqs.example/q")
+		if err != nil {
+			t.Fatalf("ASL of a parsed definition: %v", err)
+		}
+		checkMachine(t, d, asl)
 		// Every template resolves or fails with ErrPath against an empty
 		// document — it never panics.
 		doc := Document(json.RawMessage(`{}`), nil)

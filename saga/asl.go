@@ -1,0 +1,352 @@
+package saga
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// The Amazon States Language the generator writes. Both runners implement
+// the same semantics; docs/sagas.md describes the shape state by state.
+const (
+	// ResourceSQSWaitForTaskToken is the Task resource of every step: send
+	// the task to the saga queue and wait for SendTaskSuccess/Failure.
+	ResourceSQSWaitForTaskToken = "arn:aws:states:::sqs:sendMessage.waitForTaskToken"
+	// QueueURLVariable is the Terraform template variable TerraformTemplate
+	// leaves where the saga queue's URL goes.
+	QueueURLVariable = "queue_url"
+)
+
+// StateName returns the ASL state names of a step: its action Task, the
+// Pass state its Catch goes to, and its compensation Task.
+func StateName(step string) (action, failed, undo string) {
+	return step, prefixFailed + step, prefixUndo + step
+}
+
+// Names of the generated terminal and bookkeeping states.
+const (
+	StateCheckCompensation  = stateCheckCompensation
+	StateCompensated        = stateCompensated
+	StateCompensationFailed = stateCompensationFailed
+	StateDone               = stateDone
+	StateSucceeded          = stateSucceeded
+)
+
+// member/object: a JSON object that keeps its members in the order written,
+// so the generated document reads in execution order and is byte-stable.
+type member struct {
+	k string
+	v any
+}
+
+type object []member
+
+func (o object) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteByte('{')
+	for i, m := range o {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		k, err := encodeJSON(m.k)
+		if err != nil {
+			return nil, err
+		}
+		v, err := encodeJSON(m.v)
+		if err != nil {
+			return nil, err
+		}
+		buf.Write(k)
+		buf.WriteByte(':')
+		buf.Write(v)
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+// ASL generates the saga's state machine (Amazon States Language, JSONPath
+// query language) for Step Functions, with every Task sending to the saga
+// queue queueURL. The output is indented JSON and deterministic: the same
+// definition and URL give the same bytes.
+//
+// Execution input is {"session", "saga", "input", "steps": {}}. Step k is
+// a Task that stores its result at $.steps.<step>; its Retry retries only
+// agentbus.ToolError; its Catch (States.ALL) stores the error at $.failure
+// and goes to Failed_<step>, which records {failedStep, error, cause} at
+// $.failure and enters the compensation chain: Undo_<s> for every earlier
+// step s with a compensation, in reverse order. An Undo stores its result
+// at $.failure.compensated.<s>; if it still fails after its retries its
+// Catch stores the error at $.failure.compensationFailures.<s> and the
+// chain goes on. CheckCompensation then ends in CompensationFailed
+// (error agentbus.CompensationFailed) or Compensated (the original error);
+// both Fail states' cause is the JSON of $.failure.
+func ASL(d Definition, queueURL string) ([]byte, error) {
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	if queueURL == "" {
+		return nil, errors.New("saga: ASL: empty queue URL")
+	}
+	states := object{}
+	add := func(name string, s object) { states = append(states, member{name, s}) }
+
+	// undoAfter[i] is the state that compensates the steps before step i:
+	// the Undo of the nearest earlier step with a compensation, or "" when
+	// there is none.
+	undoAfter := make([]string, len(d.Steps)+1)
+	for i, s := range d.Steps {
+		undoAfter[i+1] = undoAfter[i]
+		if s.Compensation != nil {
+			_, _, undo := StateName(s.Name)
+			undoAfter[i+1] = undo
+		}
+	}
+
+	for i, s := range d.Steps {
+		action, failed, _ := StateName(s.Name)
+		next := StateDone
+		if i+1 < len(d.Steps) {
+			next, _, _ = StateName(d.Steps[i+1].Name)
+		}
+		task, err := taskState(d, queueURL, s, kindAction, s.Action, "$.steps."+s.Name)
+		if err != nil {
+			return nil, err
+		}
+		task = append(task,
+			member{"Catch", []object{{
+				{"ErrorEquals", []string{"States.ALL"}},
+				{"ResultPath", "$.failure"},
+				{"Next", failed},
+			}}},
+			member{"Next", next},
+		)
+		add(action, task)
+
+		chain := undoAfter[i]
+		if chain == "" {
+			chain = StateCompensated
+		}
+		add(failed, object{
+			{"Type", "Pass"},
+			{"Comment", fmt.Sprintf("Step %s failed: record it, then undo the earlier steps.", s.Name)},
+			{"Parameters", object{
+				{"failedStep", s.Name},
+				{"error.$", "$.failure.Error"},
+				{"cause.$", "$.failure.Cause"},
+			}},
+			{"ResultPath", "$.failure"},
+			{"Next", chain},
+		})
+	}
+
+	// The compensation chain, latest step first. The last step's
+	// compensation never runs (no later step can fail), and Step Functions
+	// rejects unreachable states, so it has no Undo state.
+	for i := len(d.Steps) - 2; i >= 0; i-- {
+		s := d.Steps[i]
+		if s.Compensation == nil {
+			continue
+		}
+		_, _, undo := StateName(s.Name)
+		next := undoAfter[i]
+		if next == "" {
+			next = StateCheckCompensation
+		}
+		task, err := taskState(d, queueURL, s, kindCompensation, *s.Compensation, "$.failure.compensated."+s.Name)
+		if err != nil {
+			return nil, err
+		}
+		task = append(task,
+			member{"Catch", []object{{
+				{"ErrorEquals", []string{"States.ALL"}},
+				{"ResultPath", "$.failure.compensationFailures." + s.Name},
+				{"Next", next},
+			}}},
+			member{"Next", next},
+		)
+		add(undo, task)
+	}
+
+	if undoAfter[len(d.Steps)-1] != "" {
+		add(StateCheckCompensation, object{
+			{"Type", "Choice"},
+			{"Choices", []object{{
+				{"Variable", "$.failure.compensationFailures"},
+				{"IsPresent", true},
+				{"Next", StateCompensationFailed},
+			}}},
+			{"Default", StateCompensated},
+		})
+		add(StateCompensationFailed, object{
+			{"Type", "Fail"},
+			{"Comment", "A compensation failed after its retries; the others ran. The cause is the JSON of $.failure."},
+			{"Error", ErrorCompensationFailed},
+			{"CausePath", "States.JsonToString($.failure)"},
+		})
+	}
+	add(StateCompensated, object{
+		{"Type", "Fail"},
+		{"Comment", "A step failed and the earlier steps were undone: the error is the step's; the cause is the JSON of $.failure."},
+		{"ErrorPath", "$.failure.error"},
+		{"CausePath", "States.JsonToString($.failure)"},
+	})
+
+	done := object{{"Type", "Pass"}}
+	out, err := parameters(d.Output)
+	if err != nil {
+		return nil, err
+	}
+	if out != nil {
+		done = append(done, member{"Parameters", out})
+	} else {
+		done = append(done, member{"OutputPath", "$.steps"})
+	}
+	add(StateDone, append(done, member{"Next", StateSucceeded}))
+	add(StateSucceeded, object{{"Type", "Succeed"}})
+
+	first, _, _ := StateName(d.Steps[0].Name)
+	machine := object{
+		{"Comment", fmt.Sprintf("Saga %s, generated by agentbus from its definition: do not edit.", d.Name)},
+		{"StartAt", first},
+		{"States", states},
+	}
+	b, err := encodeJSON(machine)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, b, "", "  "); err != nil {
+		return nil, err
+	}
+	buf.WriteByte('\n')
+	return buf.Bytes(), nil
+}
+
+// Task kinds, as the task message's "kind" (platform/saga.Kind).
+const (
+	kindAction       = "action"
+	kindCompensation = "compensation"
+)
+
+// taskState is the SQS waitForTaskToken Task of one call, without its
+// Catch and Next.
+func taskState(d Definition, queueURL string, s Step, kind string, c Call, resultPath string) (object, error) {
+	in, err := parameters(c.Input)
+	if err != nil {
+		return nil, fmt.Errorf("saga: ASL: step %s %s input: %w", s.Name, kind, err)
+	}
+	if in == nil {
+		in = object{}
+	}
+	body := object{
+		{"taskToken.$", "$$.Task.Token"},
+		{"execution.$", "$$.Execution.Name"},
+		{"session.$", "$.session"},
+		{"saga", d.Name},
+		{"step", s.Name},
+		{"kind", kind},
+		{"tool", c.Tool},
+		{"input", in},
+		{"timeoutSeconds", s.EffectiveTimeoutSeconds()},
+		{"heartbeatSeconds", s.HeartbeatSeconds},
+		{"attempt.$", "$$.State.RetryCount"},
+	}
+	t := object{
+		{"Type", "Task"},
+		{"Resource", ResourceSQSWaitForTaskToken},
+		{"Parameters", object{
+			{"QueueUrl", queueURL},
+			{"MessageBody", body},
+		}},
+		{"ResultPath", resultPath},
+		{"TimeoutSeconds", s.EffectiveTimeoutSeconds()},
+	}
+	if s.HeartbeatSeconds > 0 {
+		t = append(t, member{"HeartbeatSeconds", s.HeartbeatSeconds})
+	}
+	if r := s.EffectiveRetry(); r.MaxAttempts > 0 {
+		// ASL requires IntervalSeconds >= 1; a definition's 0 (retry at
+		// once, honoured by the embedded runner) runs as 1 s here.
+		t = append(t, member{"Retry", []object{{
+			{"ErrorEquals", []string{ErrorTool}},
+			{"IntervalSeconds", max(1, r.IntervalSeconds)},
+			{"MaxAttempts", r.MaxAttempts},
+			{"BackoffRate", r.BackoffRate},
+		}}})
+	}
+	return t, nil
+}
+
+// parameters turns a template into an ASL payload template: a reference
+// "k": "$.path" becomes "k.$": "$.path"; everything else is literal (Validate
+// has rejected references inside arrays and keys ending in ".$"). An empty
+// template is nil.
+func parameters(tmpl json.RawMessage) (object, error) {
+	if len(bytes.TrimSpace(tmpl)) == 0 {
+		return nil, nil
+	}
+	v, err := decodeJSON(tmpl)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, errors.New("template is not a JSON object")
+	}
+	return payload(m), nil
+}
+
+func payload(m map[string]any) object {
+	o := object{}
+	for _, k := range sortedKeys(m) {
+		switch v := m[k].(type) {
+		case map[string]any:
+			o = append(o, member{k, payload(v)})
+		case string:
+			if isRef(v) {
+				o = append(o, member{k + ".$", v})
+			} else {
+				o = append(o, member{k, v})
+			}
+		default:
+			o = append(o, member{k, v})
+		}
+	}
+	return o
+}
+
+// TerraformTemplate is the state machine as a Terraform template file:
+// ASL with the queue URL left as ${queue_url} and any other "${" or "%{"
+// escaped, so that templatefile(path, {queue_url = …}) yields exactly
+// ASL(d, queueURL). Commit its output and point the saga module's
+// definition_file at it.
+func TerraformTemplate(d Definition) ([]byte, error) {
+	// A sentinel no valid definition can contain stands for the URL while
+	// the rest of the text is escaped.
+	const sentinel = "\x00queue-url\x00"
+	b, err := ASL(d, sentinel)
+	if err != nil {
+		return nil, err
+	}
+	s := string(b)
+	s = strings.ReplaceAll(s, "${", "$${")
+	s = strings.ReplaceAll(s, "%{", "%%{")
+	enc, err := encodeJSON(sentinel)
+	if err != nil {
+		return nil, err
+	}
+	inner := string(enc[1 : len(enc)-1])
+	tasks := 0
+	for _, st := range d.Steps {
+		tasks++
+		if st.Compensation != nil {
+			tasks++
+		}
+	}
+	if strings.Count(s, inner) != tasks {
+		return nil, errors.New("saga: TerraformTemplate: the definition contains the queue URL placeholder")
+	}
+	return []byte(strings.ReplaceAll(s, inner, "${"+QueueURLVariable+"}")), nil
+}
