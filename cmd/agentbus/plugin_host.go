@@ -46,7 +46,7 @@ var _ api.PluginHost = pluginHost{}
 // in the state store (so a restarted `dev` or a later `run` knows them) and
 // adds them to the live registry.
 func (h pluginHost) RegisterTools(ctx context.Context, plugin string, specs []tools.Spec) error {
-	return registerPluginSpecs(ctx, h.rt.Store, h.rt.Tools, plugin, specs)
+	return registerPluginSpecs(ctx, h.rt.ToolSpecs, h.rt.Tools, plugin, specs)
 }
 
 // PluginQueue implements api.PluginHost.

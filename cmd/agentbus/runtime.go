@@ -51,6 +51,8 @@ type embeddedConfig struct {
 	MaxEventSize int
 	// ExtraRules are plug-in rules added to the catalog.
 	ExtraRules []rules.Rule
+	// Sagas are offered as tools and run by the embedded saga runner.
+	Sagas sagaConfig
 	// ExecutorGrace is how long past a tool's timeout the executor waits for
 	// a result before it reports timeout (default executor.DefaultGrace).
 	ExecutorGrace time.Duration
@@ -85,6 +87,8 @@ type embedded struct {
 	Memory    *memory.Service
 	Tools     *tools.Registry
 	Rules     []rules.Rule
+	// ToolSpecs keeps plug-in tool specs (the SQLite state store).
+	ToolSpecs state.ToolSpecs
 
 	log     *slog.Logger
 	cancel  context.CancelFunc
@@ -128,6 +132,9 @@ func startEmbedded(ctx context.Context, cfg embeddedConfig) (_ *embedded, err er
 	// plug-ins) are served by this process's tool-gateway: route them to it,
 	// as a plug-in's own rule would.
 	if r, ok := localToolsRule(cfg.Tools); ok {
+		rt.Rules = append(rt.Rules, r)
+	}
+	if r, ok := sagaToolsRule(cfg.Sagas.Definitions); ok {
 		rt.Rules = append(rt.Rules, r)
 	}
 	qspecs, err := rules.Queues(rt.Rules)
@@ -210,7 +217,11 @@ func startEmbedded(ctx context.Context, cfg embeddedConfig) (_ *embedded, err er
 	}
 	// Plug-in specs registered earlier (PluginService.RegisterTools) are
 	// kept in the state store: a restarted runtime offers them again.
+	rt.ToolSpecs, _ = store.(state.ToolSpecs)
 	if _, err := loadPluginSpecs(ctx, store, cfg.Tools, cfg.Logger); err != nil {
+		return nil, err
+	}
+	if err := rt.startSagas(ctx, cfg); err != nil {
 		return nil, err
 	}
 
