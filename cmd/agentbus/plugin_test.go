@@ -431,7 +431,6 @@ func TestRulesAddListRemove(t *testing.T) {
 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
-
 // TestPluginServiceNeedsToken: the PluginService sits behind the same
 // bearer-token check as the rest of the API.
 func TestPluginServiceNeedsToken(t *testing.T) {
