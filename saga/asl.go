@@ -19,6 +19,14 @@ const (
 	QueueURLVariable = "queue_url"
 )
 
+// ErrorCompensatedRuntime is the error of an execution that compensated
+// after a step failed with a runtime error (States.Timeout,
+// States.HeartbeatTimeout, …). A Fail state may not raise a name starting
+// with "States." (the ASL spec reserves them; moto's interpreter fails the
+// execution with States.Runtime instead), so such an error is reported only
+// in the cause, like every original error.
+const ErrorCompensatedRuntime = "agentbus.Compensated"
+
 // StateName returns the ASL state names of a step: its action Task, the
 // Pass state its Catch goes to, and its compensation Task.
 func StateName(step string) (action, failed, undo string) {
@@ -28,7 +36,9 @@ func StateName(step string) (action, failed, undo string) {
 // Names of the generated terminal and bookkeeping states.
 const (
 	StateCheckCompensation  = stateCheckCompensation
+	StateCheckError         = stateCheckError
 	StateCompensated        = stateCompensated
+	StateCompensatedRuntime = stateCompensatedRuntime
 	StateCompensationFailed = stateCompensationFailed
 	StateDone               = stateDone
 	StateSucceeded          = stateSucceeded
@@ -126,7 +136,7 @@ func ASL(d Definition, queueURL string) ([]byte, error) {
 
 		chain := undoAfter[i]
 		if chain == "" {
-			chain = StateCompensated
+			chain = StateCheckError
 		}
 		add(failed, object{
 			{"Type", "Pass"},
@@ -177,7 +187,7 @@ func ASL(d Definition, queueURL string) ([]byte, error) {
 				{"IsPresent", true},
 				{"Next", StateCompensationFailed},
 			}}},
-			{"Default", StateCompensated},
+			{"Default", StateCheckError},
 		})
 		add(StateCompensationFailed, object{
 			{"Type", "Fail"},
@@ -186,10 +196,25 @@ func ASL(d Definition, queueURL string) ([]byte, error) {
 			{"CausePath", "States.JsonToString($.failure)"},
 		})
 	}
+	add(StateCheckError, object{
+		{"Type", "Choice"},
+		{"Choices", []object{{
+			{"Variable", "$.failure.error"},
+			{"StringMatches", "States.*"},
+			{"Next", StateCompensatedRuntime},
+		}}},
+		{"Default", StateCompensated},
+	})
 	add(StateCompensated, object{
 		{"Type", "Fail"},
 		{"Comment", "A step failed and the earlier steps were undone: the error is the step's; the cause is the JSON of $.failure."},
 		{"ErrorPath", "$.failure.error"},
+		{"CausePath", "States.JsonToString($.failure)"},
+	})
+	add(StateCompensatedRuntime, object{
+		{"Type", "Fail"},
+		{"Comment", "As Compensated, for a runtime (States.*) error, which a Fail state may not raise: the step's error is in the cause."},
+		{"Error", ErrorCompensatedRuntime},
 		{"CausePath", "States.JsonToString($.failure)"},
 	})
 

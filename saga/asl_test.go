@@ -168,9 +168,10 @@ type aslState struct {
 	ErrorPath      string `json:"ErrorPath"`
 	CausePath      string `json:"CausePath"`
 	Choices        []struct {
-		Variable  string `json:"Variable"`
-		IsPresent *bool  `json:"IsPresent"`
-		Next      string `json:"Next"`
+		Variable      string `json:"Variable"`
+		IsPresent     *bool  `json:"IsPresent"`
+		StringMatches string `json:"StringMatches"`
+		Next          string `json:"Next"`
 	} `json:"Choices"`
 	Catch []struct {
 		ErrorEquals []string `json:"ErrorEquals"`
@@ -328,6 +329,14 @@ func checkMachine(t testing.TB, d Definition, b []byte) {
 					got = append(got, n)
 				}
 				switch {
+				case n == StateCheckError:
+					// The walk's errors are agentbus errors, which the
+					// Compensated state raises as they are.
+					if len(cur.Choices) != 1 || cur.Choices[0].Variable != "$.failure.error" || cur.Choices[0].StringMatches != "States.*" ||
+						cur.Choices[0].Next != StateCompensatedRuntime || cur.Default != StateCompensated {
+						t.Fatalf("%s = %+v", n, cur)
+					}
+					n = cur.Default
 				case cur.Type == "Choice":
 					n = cur.Default
 					if failures {
@@ -357,6 +366,9 @@ func checkMachine(t testing.TB, d Definition, b []byte) {
 	}
 	if c := st[StateCompensated]; c.Type != "Fail" || c.ErrorPath != "$.failure.error" || c.CausePath != "States.JsonToString($.failure)" {
 		t.Errorf("Compensated = %+v", c)
+	}
+	if c := st[StateCompensatedRuntime]; c.Type != "Fail" || c.Error != ErrorCompensatedRuntime || c.CausePath != "States.JsonToString($.failure)" {
+		t.Errorf("CompensatedRuntimeError = %+v", c)
 	}
 	if c, ok := st[StateCompensationFailed]; ok && (c.Type != "Fail" || c.Error != ErrorCompensationFailed || c.CausePath != "States.JsonToString($.failure)") {
 		t.Errorf("CompensationFailed = %+v", c)

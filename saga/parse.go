@@ -41,6 +41,8 @@ var (
 const (
 	stateCheckCompensation  = "CheckCompensation"
 	stateCompensated        = "Compensated"
+	stateCheckError         = "CheckError"
+	stateCompensatedRuntime = "CompensatedRuntimeError"
 	stateCompensationFailed = "CompensationFailed"
 	stateDone               = "Done"
 	stateSucceeded          = "Succeeded"
@@ -48,7 +50,7 @@ const (
 	prefixUndo              = "Undo_"
 )
 
-var reservedStates = []string{stateCheckCompensation, stateCompensated, stateCompensationFailed, stateDone, stateSucceeded}
+var reservedStates = []string{stateCheckCompensation, stateCheckError, stateCompensated, stateCompensatedRuntime, stateCompensationFailed, stateDone, stateSucceeded}
 
 // defaultInputSchema is the input schema of a definition that gives none:
 // any object.
