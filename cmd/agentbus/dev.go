@@ -68,7 +68,12 @@ in the data folder (see agentbus sessions).`,
 			if err != nil {
 				return usageErr(err)
 			}
-			rt, err := startEmbedded(ctx, embeddedConfig{DataDir: f.dataDir, Model: m, Logger: log, ExtraRules: extra})
+			sagas, err := f.sagas.load()
+			if err != nil {
+				return usageErr(err)
+			}
+			rt, err := startEmbedded(ctx, embeddedConfig{DataDir: f.dataDir, Model: m, Logger: log, ExtraRules: extra,
+				Sagas: sagaConfig{Definitions: sagas}})
 			if err != nil {
 				return err
 			}
@@ -121,5 +126,6 @@ in the data folder (see agentbus sessions).`,
 	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log the services' activity to stderr")
 	cmd.Flags().BoolVar(&stdin, "stdin", false, "also run each line of standard input as a prompt; stop at its end")
 	srv.register(cmd.Flags())
+	f.sagas.register(cmd.Flags())
 	return cmd
 }

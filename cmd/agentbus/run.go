@@ -30,6 +30,7 @@ type runFlags struct {
 	jsonOut    bool
 	verbose    bool
 	api        apiFlags
+	sagas      sagaFlags
 }
 
 func newRunCmd() *cobra.Command {
@@ -45,7 +46,7 @@ tool call as the events arrive, and prints the answer. It exits 1 on AgentFailed
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.api.addr != "" {
-				for _, name := range []string{"script", "data-dir", "verbose"} {
+				for _, name := range []string{"script", "data-dir", "verbose", "saga", "sagas-dir"} {
 					if cmd.Flags().Changed(name) {
 						return usageErr(fmt.Errorf("--%s configures the in-process runtime; with --addr the dev server's own settings apply", name))
 					}
@@ -60,6 +61,7 @@ tool call as the events arrive, and prints the answer. It exits 1 on AgentFailed
 	cmd.Flags().BoolVar(&f.jsonOut, "json", false, "print every event of the session as a JSON line instead of progress text")
 	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log the services' activity to stderr")
 	f.api.register(cmd.Flags())
+	f.sagas.register(cmd.Flags())
 	return cmd
 }
 
@@ -128,7 +130,12 @@ func runAgent(ctx context.Context, stdout, stderr io.Writer, prompt string, f ru
 	if err != nil {
 		return usageErr(err)
 	}
-	rt, err := startEmbedded(ctx, embeddedConfig{DataDir: f.dataDir, Model: m, Logger: log, ExtraRules: extra})
+	sagas, err := f.sagas.load()
+	if err != nil {
+		return usageErr(err)
+	}
+	rt, err := startEmbedded(ctx, embeddedConfig{DataDir: f.dataDir, Model: m, Logger: log, ExtraRules: extra,
+		Sagas: sagaConfig{Definitions: sagas}})
 	if err != nil {
 		return err
 	}
@@ -276,6 +283,10 @@ func (p *progress) print(ev event.Event) (done bool, err error) {
 					fmt.Fprintf(p.w, "step %d · %s %s failed: %s: %s\n", d.Step, r.CallID, r.Tool, r.Reason, r.Message)
 				}
 			}
+		}
+	case events.TypeSagaStarted, events.TypeSagaCompleted, events.TypeSagaCompensated, events.TypeSagaCompensationFailed:
+		if !p.json {
+			printSaga(p.w, ev)
 		}
 	case events.TypeAgentCompleted:
 		d, _ := events.Decode[events.AgentCompleted](ev)
