@@ -27,6 +27,12 @@ var StarResourceActions = map[string]string{
 	"logs:PutResourcePolicy":        "CloudWatch Logs delivery for Step Functions/EventBridge logging requires \"*\"",
 	"logs:DescribeResourcePolicies": "CloudWatch Logs delivery for Step Functions/EventBridge logging requires \"*\"",
 	"logs:DescribeLogGroups":        "CloudWatch Logs delivery for Step Functions/EventBridge logging requires \"*\"",
+	// X-Ray tracing of the saga state machines: these X-Ray actions have
+	// no resource-level permissions.
+	"xray:PutTraceSegments":    "X-Ray trace submission (Step Functions tracing) has no resource-level permissions",
+	"xray:PutTelemetryRecords": "X-Ray trace submission (Step Functions tracing) has no resource-level permissions",
+	"xray:GetSamplingRules":    "X-Ray sampling (Step Functions tracing) has no resource-level permissions",
+	"xray:GetSamplingTargets":  "X-Ray sampling (Step Functions tracing) has no resource-level permissions",
 }
 
 // Statement is one evaluated statement of an aws_iam_policy_document.

@@ -363,14 +363,12 @@ func TerraformTemplate(d Definition) ([]byte, error) {
 		return nil, err
 	}
 	inner := string(enc[1 : len(enc)-1])
-	tasks := 0
-	for _, st := range d.Steps {
-		tasks++
-		if st.Compensation != nil {
-			tasks++
-		}
+	// The sentinel must come from the queue URL only.
+	plain, err := ASL(d, "https://queue.invalid/")
+	if err != nil {
+		return nil, err
 	}
-	if strings.Count(s, inner) != tasks {
+	if strings.Contains(string(plain), inner) {
 		return nil, errors.New("saga: TerraformTemplate: the definition contains the queue URL placeholder")
 	}
 	return []byte(strings.ReplaceAll(s, inner, "${"+QueueURLVariable+"}")), nil

@@ -148,7 +148,92 @@ module "service" {
   bedrock_model_arns = local.bedrock_model_arns
   max_event_size     = var.max_event_size
 
+  # The tool-gateway's saga worker and runner find the saga queue here.
+  environment = each.key == "toolgateway" ? { AGENTBUS_SAGA_QUEUE_URL = module.saga_queue.queue_url } : {}
+
   min_capacity = lookup(var.min_capacity, each.key, 0)
   max_capacity = var.max_capacity
   kms_key_arn  = var.kms_key_arn
+}
+
+# Sagas (docs/sagas.md): one Step Functions state machine per generated
+# definition under terraform/sagas/ (saga's tests keep those files equal to
+# what agentbus generates from examples/sagas/). Every Task state sends its
+# task to the saga queue; the tool-gateway's saga worker answers it.
+locals {
+  sagas_dir = "${path.module}/../../sagas"
+  sagas     = toset([for f in fileset(local.sagas_dir, "*.asl.json.tftpl") : replace(f, ".asl.json.tftpl", "")])
+}
+
+module "saga_queue" {
+  source = "../../modules/subscriber"
+
+  # "<name>-saga", the queue the Step Functions runner and worker use. No
+  # rules: only the state machines (by their roles) send to it.
+  name                       = "saga"
+  name_prefix                = var.name
+  event_bus_name             = module.bus.name
+  visibility_timeout_seconds = 60
+  max_receive_count          = 10
+  kms_master_key_id          = var.kms_key_arn
+}
+
+module "saga" {
+  source   = "../../modules/saga"
+  for_each = local.sagas
+
+  name            = each.key
+  name_prefix     = var.name
+  definition_file = "${local.sagas_dir}/${each.key}.asl.json.tftpl"
+  queue_url       = module.saga_queue.queue_url
+  queue_arn       = module.saga_queue.queue_arn
+  kms_key_arn     = var.kms_key_arn
+}
+
+# The tool-gateway runs sagas: it starts and describes executions (the saga
+# tool), and its worker consumes the saga queue and answers the task tokens.
+# These are the Step Functions runner's and worker's declared IAM actions
+# (platform/saga/stepfunctions RunnerIAMActions, WorkerIAMActions; deploy's
+# tests keep them equal), scoped to the saga state machines and queue.
+data "aws_iam_policy_document" "toolgateway_sagas" {
+  statement {
+    sid       = "StartSagas"
+    effect    = "Allow"
+    actions   = ["states:StartExecution"]
+    resources = [for s in module.saga : s.state_machine_arn]
+  }
+
+  statement {
+    sid       = "DescribeSagaExecutions"
+    effect    = "Allow"
+    actions   = ["states:DescribeExecution"]
+    resources = [for s in module.saga : s.execution_arn_pattern]
+  }
+
+  statement {
+    sid       = "AnswerSagaTasks"
+    effect    = "Allow"
+    actions   = ["states:SendTaskFailure", "states:SendTaskHeartbeat", "states:SendTaskSuccess"]
+    resources = [for s in module.saga : s.state_machine_arn]
+  }
+
+  statement {
+    sid       = "ConsumeSagaQueue"
+    effect    = "Allow"
+    actions   = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage"]
+    resources = [module.saga_queue.queue_arn]
+  }
+
+  statement {
+    sid       = "DeadLetterMalformedTasks"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [module.saga_queue.dlq_arn]
+  }
+}
+
+resource "aws_iam_role_policy" "toolgateway_sagas" {
+  name   = "sagas"
+  role   = module.service["toolgateway"].task_role_name
+  policy = data.aws_iam_policy_document.toolgateway_sagas.json
 }

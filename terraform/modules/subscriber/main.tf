@@ -1,6 +1,7 @@
 # One subscriber = one SQS queue with its DLQ, and the EventBridge rules that
 # feed it. The queue policy lets only these rules send, so a new rule on the
-# bus cannot deliver into the queue unless it is added here.
+# bus cannot deliver into the queue unless it is added here. With no rules
+# it is a plain queue + DLQ (the saga queue: Step Functions sends to it).
 
 locals {
   queue_name = "${var.name_prefix}-${var.name}"
@@ -86,61 +87,69 @@ resource "aws_cloudwatch_event_target" "this" {
   }
 }
 
+# The queue policy admits only the rules above. A subscriber without rules
+# (a queue fed by something else, such as the saga queue Step Functions
+# sends to under its role's identity policy) gets no queue policy.
 data "aws_iam_policy_document" "queue" {
-  statement {
-    sid     = "OnlyTheseRules"
-    effect  = "Allow"
-    actions = ["sqs:SendMessage"]
+  dynamic "statement" {
+    for_each = length(keys(local.rules)) > 0 ? ["rules"] : []
 
-    principals {
-      type        = "Service"
-      identifiers = ["events.amazonaws.com"]
-    }
+    content {
+      sid     = "OnlyTheseRules"
+      effect  = "Allow"
+      actions = ["sqs:SendMessage"]
 
-    resources = [aws_sqs_queue.this.arn]
+      principals {
+        type        = "Service"
+        identifiers = ["events.amazonaws.com"]
+      }
 
-    condition {
-      test     = "ArnEquals"
-      variable = "aws:SourceArn"
-      values   = [for r in aws_cloudwatch_event_rule.this : r.arn]
+      resources = [aws_sqs_queue.this.arn]
+
+      condition {
+        test     = "ArnEquals"
+        variable = "aws:SourceArn"
+        values   = [for r in aws_cloudwatch_event_rule.this : r.arn]
+      }
     }
   }
 }
 
 resource "aws_sqs_queue_policy" "this" {
+  count = length(keys(local.rules)) > 0 ? 1 : 0
+
   queue_url = aws_sqs_queue.this.id
   policy    = data.aws_iam_policy_document.queue.json
-
-  lifecycle {
-    precondition {
-      condition     = length(local.rules) > 0
-      error_message = "A subscriber needs at least one rule (rules or rule_files)."
-    }
-  }
 }
 
 data "aws_iam_policy_document" "dlq" {
-  statement {
-    sid     = "TargetDeadLetterFromTheseRules"
-    effect  = "Allow"
-    actions = ["sqs:SendMessage"]
+  dynamic "statement" {
+    for_each = length(keys(local.rules)) > 0 ? ["rules"] : []
 
-    principals {
-      type        = "Service"
-      identifiers = ["events.amazonaws.com"]
-    }
+    content {
+      sid     = "TargetDeadLetterFromTheseRules"
+      effect  = "Allow"
+      actions = ["sqs:SendMessage"]
 
-    resources = [aws_sqs_queue.dlq.arn]
+      principals {
+        type        = "Service"
+        identifiers = ["events.amazonaws.com"]
+      }
 
-    condition {
-      test     = "ArnEquals"
-      variable = "aws:SourceArn"
-      values   = [for r in aws_cloudwatch_event_rule.this : r.arn]
+      resources = [aws_sqs_queue.dlq.arn]
+
+      condition {
+        test     = "ArnEquals"
+        variable = "aws:SourceArn"
+        values   = [for r in aws_cloudwatch_event_rule.this : r.arn]
+      }
     }
   }
 }
 
 resource "aws_sqs_queue_policy" "dlq" {
+  count = length(keys(local.rules)) > 0 ? 1 : 0
+
   queue_url = aws_sqs_queue.dlq.id
   policy    = data.aws_iam_policy_document.dlq.json
 }

@@ -30,7 +30,7 @@ variable "event_bus_name" {
 }
 
 variable "rules" {
-  description = "EventBridge rules that deliver to this queue, keyed by rule name: a description and the event pattern as a JSON string (jsonencode it). Use rule_files to read catalog rule files instead; both may be given."
+  description = "EventBridge rules that deliver to this queue, keyed by rule name: a description and the event pattern as a JSON string (jsonencode it). Use rule_files to read catalog rule files instead; both may be given. With neither, the queue has no queue policy and is fed by identity-based permissions (the saga queue)."
   type = map(object({
     description   = optional(string, "")
     event_pattern = string
