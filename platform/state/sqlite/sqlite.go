@@ -34,8 +34,9 @@ type Store struct {
 	r   *sql.DB // readers (the same as w for an in-memory database)
 	now func() time.Time
 	// ws and rs are the hot statements prepared at open on w and r (see
-	// prepared).
+	// prepareAll).
 	ws, rs map[string]*sql.Stmt
+	wq     writeQueue // write transactions, group-committed (groupcommit.go)
 }
 
 var _ state.Store = (*Store)(nil)
@@ -218,7 +219,8 @@ const (
 
 var (
 	txQueries = []string{qInsertOutbox, qDeleteOutbox, qInsertSession, qGetSession, qUpdateSession, qLastSeq,
-		qInsertHistory, qGetClaim, qPutClaim, qGetStep, qStepResults, qOpenStep, qRecordResult, qCompleteStep}
+		qInsertHistory, qGetClaim, qPutClaim, qGetStep, qStepResults, qOpenStep, qRecordResult, qCompleteStep,
+		qSavepoint, qRelease, qRollbackTo}
 	readQueries = []string{qGetSession, qReadHistory, qGetClaim, qPendingOutbox}
 )
 
@@ -237,6 +239,12 @@ func prepareAll(ctx context.Context, db *sql.DB, qs []string) (map[string]*sql.S
 	return out, nil
 }
 
+// Statements inside a write transaction run to their end even when the
+// caller's context ends meanwhile (they are short): an interrupted write
+// makes SQLite roll back the whole transaction, which under group commit
+// holds other callers' work too. A cancelled caller is dropped before its
+// transaction function starts instead (groupcommit.go).
+
 // stmt returns q prepared for tx, or nil when q was not prepared at open.
 func (s *Store) stmt(ctx context.Context, tx *sql.Tx, q string) *sql.Stmt {
 	if st, ok := s.ws[q]; ok {
@@ -247,6 +255,7 @@ func (s *Store) stmt(ctx context.Context, tx *sql.Tx, q string) *sql.Stmt {
 
 // exec runs q in tx, through its prepared statement when there is one.
 func (s *Store) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	ctx = context.WithoutCancel(ctx)
 	if st := s.stmt(ctx, tx, q); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
@@ -261,6 +270,7 @@ func (s *Store) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any)
 		}
 		return s.r.QueryRowContext(ctx, q, args...)
 	}
+	ctx = context.WithoutCancel(ctx)
 	if st := s.stmt(ctx, tx, q); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
@@ -275,6 +285,7 @@ func (s *Store) query(ctx context.Context, tx *sql.Tx, q string, args ...any) (*
 		}
 		return s.r.QueryContext(ctx, q, args...)
 	}
+	ctx = context.WithoutCancel(ctx)
 	if st := s.stmt(ctx, tx, q); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
@@ -284,22 +295,6 @@ func (s *Store) query(ctx context.Context, tx *sql.Tx, q string, args ...any) (*
 func (s *Store) nowMs() int64 { return s.now().UnixMilli() }
 
 func ms(v int64) time.Time { return time.UnixMilli(v).UTC() }
-
-// tx runs fn in one immediate write transaction, committing if fn returns nil.
-func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
-}
 
 func (s *Store) writeOutbox(ctx context.Context, tx *sql.Tx, out []state.OutboxEvent) error {
 	now := s.nowMs()
@@ -486,11 +481,11 @@ func (s *Store) DeleteSession(ctx context.Context, id string) error {
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for _, table := range []string{"history", "claims", "step_results", "steps"} {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE session_id = ?`, id); err != nil {
+			if _, err := s.exec(ctx, tx, `DELETE FROM `+table+` WHERE session_id = ?`, id); err != nil {
 				return fmt.Errorf("delete session %q (%s): %w", id, table, err)
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE id = ?`, id); err != nil {
+		if _, err := s.exec(ctx, tx, `DELETE FROM sessions WHERE id = ?`, id); err != nil {
 			return fmt.Errorf("delete session %q: %w", id, err)
 		}
 		return nil
