@@ -42,3 +42,13 @@ output "cluster_name" {
   description = "Name of the ECS cluster."
   value       = aws_ecs_cluster.this.name
 }
+
+output "saga_queue_url" {
+  description = "URL of the saga queue the state machines send tasks to (AGENTBUS_SAGA_QUEUE_URL of the tool-gateway)."
+  value       = module.saga_queue.queue_url
+}
+
+output "saga_state_machine_arns" {
+  description = "State machine ARN of every saga, by saga name."
+  value       = { for n, s in module.saga : n => s.state_machine_arn }
+}

@@ -50,6 +50,13 @@ resource "aws_iam_role" "this" {
   assume_role_policy = data.aws_iam_policy_document.assume.json
 
   tags = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = length(local.full_name) <= 64
+      error_message = "\"${local.full_name}\" is longer than 64 characters, the limit of IAM role names (and of this module's names): use a shorter name_prefix or saga name."
+    }
+  }
 }
 
 data "aws_iam_policy_document" "this" {
