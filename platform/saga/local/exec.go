@@ -68,7 +68,7 @@ func (r *Runner) drive(name string) error {
 		return err
 	}
 	if x.Status != psaga.StatusRunning {
-		r.notify(name)
+		r.notify()
 		return nil
 	}
 	steps := x.Def.Steps
@@ -112,7 +112,7 @@ func (r *Runner) drive(name string) error {
 			}
 			if x.Status == psaga.StatusSucceeded {
 				r.log.Info("saga runner: execution succeeded", "execution", name)
-				r.notify(name)
+				r.notify()
 				return nil
 			}
 		}
@@ -159,7 +159,7 @@ func (r *Runner) drive(name string) error {
 		return err
 	}
 	r.log.Info("saga runner: execution ended", "execution", name, "status", x.Status, "compensated", x.Compensated)
-	r.notify(name)
+	r.notify()
 	return nil
 }
 

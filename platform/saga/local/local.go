@@ -91,9 +91,12 @@ type Runner struct {
 
 	mu      sync.Mutex
 	closed  bool
-	running map[string]bool          // executions with a goroutine
-	waiters map[string]chan struct{} // closed when the execution ends
-	once    sync.Once
+	running map[string]bool // executions with a goroutine
+	// ended is closed (and replaced) whenever an execution ends: Wait
+	// re-reads its execution then. One channel for all executions keeps
+	// nothing per waiter (a Wait on an unknown name leaves no trace).
+	ended chan struct{}
+	once  sync.Once
 }
 
 var _ psaga.Runner = (*Runner)(nil)
@@ -115,7 +118,7 @@ func New(ctx context.Context, cfg Config) (*Runner, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	r := &Runner{cfg: cfg, db: cfg.DB, log: cfg.Logger, running: map[string]bool{}, waiters: map[string]chan struct{}{}}
+	r := &Runner{cfg: cfg, db: cfg.DB, log: cfg.Logger, running: map[string]bool{}, ended: make(chan struct{})}
 	if r.db == nil {
 		db, err := OpenDB(cfg.Path)
 		if err != nil {
@@ -254,7 +257,7 @@ func (r *Runner) Describe(ctx context.Context, name string) (psaga.Outcome, erro
 // execution's goroutine, not by polling.
 func (r *Runner) Wait(ctx context.Context, name string) (psaga.Outcome, error) {
 	for {
-		ch := r.watch(name)
+		ch := r.watch()
 		o, err := r.Describe(ctx, name)
 		if err != nil || o.Status != psaga.StatusRunning {
 			return o, err
@@ -281,26 +284,19 @@ func (r *Runner) History(ctx context.Context, name string) ([]Attempt, error) {
 	return loadAttempts(ctx, r.db, name, "")
 }
 
-// watch returns the channel closed when name ends.
-func (r *Runner) watch(name string) <-chan struct{} {
+// watch returns the channel closed when the next execution ends.
+func (r *Runner) watch() <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ch, ok := r.waiters[name]
-	if !ok {
-		ch = make(chan struct{})
-		r.waiters[name] = ch
-	}
-	return ch
+	return r.ended
 }
 
-// notify wakes the waiters of name (after its final state is committed).
-func (r *Runner) notify(name string) {
+// notify wakes every Wait (after an execution's final state is committed).
+func (r *Runner) notify() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if ch, ok := r.waiters[name]; ok {
-		close(ch)
-		delete(r.waiters, name)
-	}
+	close(r.ended)
+	r.ended = make(chan struct{})
 }
 
 // spawn starts the goroutine that drives name, unless one runs or the
