@@ -67,7 +67,7 @@ func buildUnitsPlugin(t *testing.T) string {
 func unitsRuntime(t *testing.T, dataDir string) (*embedded, string) {
 	t.Helper()
 	ctx := context.Background()
-	s, err := scripted.LoadFile(filepath.Join(unitsDir, "script.json"))
+	s, err := scripted.LoadFile(filepath.Join(unitsDir, "scripts", "units.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,7 @@
 // Against `agentbus dev` (embedded):
 //
 //	agentbus rules add examples/plugin-units/plugin-units.json   # once; then (re)start dev
-//	agentbus dev --script examples/plugin-units/script.json &
+//	agentbus dev --script examples/plugin-units/scripts/units.json &
 //	go run ./examples/plugin-units --addr 127.0.0.1:7421         # registers the spec, serves the queue
 //	agentbus run --addr 127.0.0.1:7421 "convert 5 km to mi"
 //
