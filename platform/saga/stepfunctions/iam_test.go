@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+
+	busqs "github.com/agentbus/agentbus/platform/bus/sqs"
 )
 
 // actionsOf maps the methods of an API interface to IAM actions of service.
@@ -28,6 +30,7 @@ func TestIAMActionsCoverCalls(t *testing.T) {
 		want []string
 	}{
 		{"RunnerIAMActions", RunnerIAMActions, actionsOf("states", reflect.TypeFor[API]())},
+		{"ProvisionIAMActions", ProvisionIAMActions, append(append(actionsOf("states", reflect.TypeFor[ProvisionAPI]()), actionsOf("sqs", reflect.TypeFor[busqs.ProvisionAPI]())...), "iam:PassRole")},
 		{"WorkerIAMActions", WorkerIAMActions, append(actionsOf("states", reflect.TypeFor[TaskAPI]()), actionsOf("sqs", reflect.TypeFor[QueueAPI]())...)},
 	} {
 		got := slices.Sorted(slices.Values(tc.got))

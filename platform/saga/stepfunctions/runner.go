@@ -159,9 +159,6 @@ func (r *Runner) Start(ctx context.Context, req saga.StartRequest) (bool, error)
 		return false, fmt.Errorf("stepfunctions: start: execution name %q: want 1-80 characters of A-Z a-z 0-9 _ -", req.Name)
 	}
 	in := req.Input
-	if len(in) == 0 {
-		in = json.RawMessage(`{}`)
-	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(in, &obj); err != nil || obj == nil {
 		return false, fmt.Errorf("stepfunctions: start %s: input must be a JSON object", req.Name)

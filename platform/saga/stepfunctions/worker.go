@@ -258,6 +258,11 @@ func (w *Worker) handle(tctx context.Context, m sqstypes.Message) {
 	ictx, stopBeats := context.WithCancel(tctx)
 	var beats sync.WaitGroup
 	beats.Go(func() { w.keepAlive(ictx, m, task, log) })
+	// Deferred as well, so that heartbeats and visibility renewals stop
+	// even if Invoke never returns normally (runtime.Goexit: a crash test
+	// killing this goroutine as a dying process would).
+	defer beats.Wait()
+	defer stopBeats()
 	output, err := w.cfg.Invoker.Invoke(ictx, task)
 	stopBeats()
 	beats.Wait()
@@ -360,16 +365,16 @@ func (w *Worker) malformed(ctx context.Context, m sqstypes.Message, token string
 	w.delete(ctx, m)
 }
 
-// keepAlive sends SendTaskHeartbeat every max(1, HeartbeatSeconds/3)
-// seconds (when the task asks for heartbeats) and renews the message's
-// visibility every Visibility/3, until ctx ends.
+// keepAlive sends SendTaskHeartbeat every HeartbeatSeconds/3 (at least
+// minBeat apart) when the task asks for heartbeats, and renews the
+// message's visibility every Visibility/3, until ctx ends.
 func (w *Worker) keepAlive(ctx context.Context, m sqstypes.Message, task saga.Task, log *slog.Logger) {
 	visEvery := max(w.cfg.Visibility/3, 500*time.Millisecond)
 	vis := time.NewTicker(visEvery)
 	defer vis.Stop()
 	var beat <-chan time.Time
 	if task.HeartbeatSeconds > 0 {
-		t := time.NewTicker(time.Duration(max(1, task.HeartbeatSeconds/3)) * time.Second)
+		t := time.NewTicker(beatInterval(task.HeartbeatSeconds))
 		defer t.Stop()
 		beat = t.C
 	}
@@ -394,6 +399,16 @@ func (w *Worker) keepAlive(ctx context.Context, m sqstypes.Message, task saga.Ta
 			}
 		}
 	}
+}
+
+// minBeat is the shortest heartbeat interval. A third of the heartbeat
+// timeout (never a whole second when that is 1-2 s: one beat a second
+// would arrive just as a 1 s heartbeat timeout ends) leaves room for two
+// late or lost beats.
+const minBeat = 200 * time.Millisecond
+
+func beatInterval(heartbeatSeconds int) time.Duration {
+	return max(time.Duration(heartbeatSeconds)*time.Second/3, minBeat)
 }
 
 func (w *Worker) delete(ctx context.Context, m sqstypes.Message) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -513,5 +514,53 @@ func TestTruncate(t *testing.T) {
 		if got != tc.want || len(got) > tc.n {
 			t.Errorf("truncate(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
 		}
+	}
+}
+
+func TestBeatInterval(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		hb   int
+		want time.Duration
+	}{{1, 333333333}, {2, 666666666}, {3, time.Second}, {30, 10 * time.Second}} {
+		if got := beatInterval(tc.hb); got != tc.want {
+			t.Errorf("beatInterval(%d) = %s, want %s", tc.hb, got, tc.want)
+		}
+	}
+}
+
+// TestWorkerGoexitStopsKeepAlive: a task goroutine killed inside Invoke (a
+// crash test's runtime.Goexit) stops renewing its message's visibility, so
+// the message is redelivered.
+func TestWorkerGoexitStopsKeepAlive(t *testing.T) {
+	t.Parallel()
+	q, tasks := newFakeQueue(), &fakeTasks{}
+	exited := make(chan struct{})
+	inv := invokerFunc(func(context.Context, saga.Task) (json.RawMessage, error) {
+		time.Sleep(700 * time.Millisecond) // a few renewals
+		close(exited)
+		runtime.Goexit()
+		return nil, nil
+	})
+	r := q.put(taskBody("tok", func(m map[string]any) { m["heartbeatSeconds"] = 1 }))
+	stop := runWorker(t, WorkerConfig{SFN: tasks, SQS: q, QueueURL: "q", Invoker: inv, Concurrency: 1, Visibility: 600 * time.Millisecond})
+	<-exited
+	time.Sleep(50 * time.Millisecond)
+	q.mu.Lock()
+	renewals := len(q.vis[r])
+	q.mu.Unlock()
+	beats := tasks.beats.Load()
+	time.Sleep(700 * time.Millisecond)
+	stop()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if renewals == 0 || beats == 0 {
+		t.Fatalf("renewals %d, heartbeats %d while the task ran; want some", renewals, beats)
+	}
+	if len(q.vis[r]) != renewals || tasks.beats.Load() != beats {
+		t.Errorf("after the goroutine died: renewals %d → %d, heartbeats %d → %d; want no more", renewals, len(q.vis[r]), beats, tasks.beats.Load())
+	}
+	if len(tasks.list()) != 0 || len(q.deleted) != 0 {
+		t.Errorf("a killed task was answered or deleted")
 	}
 }
