@@ -80,7 +80,7 @@ type motoSaga struct {
 
 // startMotoSaga provisions defs under a fresh prefix, starts a worker with
 // inv and returns the runner.
-func startMotoSaga(t *testing.T, inv saga.Invoker, defs ...def.Definition) motoSaga {
+func startMotoSaga(t testing.TB, inv saga.Invoker, defs ...def.Definition) motoSaga {
 	t.Helper()
 	sf, sq := motoClients(t)
 	ctx := context.Background()
@@ -155,7 +155,7 @@ func (m *memoInvoker) log() []string {
 
 // tripDefinition: reserve flight → reserve hotel (reads the flight) →
 // charge card; each undoable; retry once after 1 s on a tool error.
-func tripDefinition(t *testing.T, name string) def.Definition {
+func tripDefinition(t testing.TB, name string) def.Definition {
 	t.Helper()
 	d, err := def.Parse([]byte(`{
 	  "name": "` + name + `",
@@ -380,4 +380,33 @@ func withoutCauses(o saga.Outcome) saga.Outcome {
 		o.Failures[i] = cut(f, 2)
 	}
 	return o
+}
+
+// BenchmarkMotoSaga measures one saga execution on moto end to end, from
+// StartExecution to the outcome through the worker: the 3-step trip
+// succeeding, and failing at its last step (one retry after 1 s, then two
+// compensations). Run with -benchtime=Nx: each op is a real execution.
+func BenchmarkMotoSaga(b *testing.B) {
+	for _, bc := range []struct {
+		name   string
+		fails  bool
+		status saga.Status
+	}{{"succeeds", false, saga.StatusSucceeded}, {"compensates", true, saga.StatusCompensated}} {
+		b.Run(bc.name, func(b *testing.B) {
+			ms := startMotoSaga(b, tripTools(bc.fails, false), tripDefinition(b, "trip"))
+			ctx := context.Background()
+			i := 0
+			for b.Loop() {
+				i++
+				name := fmt.Sprintf("bench-%s-%d", uniquePrefix(b), i)
+				if _, err := ms.runner.Start(ctx, saga.StartRequest{Saga: "trip", Name: name, Session: "s", Input: json.RawMessage(`{"to":"Oslo","amount":1}`)}); err != nil {
+					b.Fatal(err)
+				}
+				o, err := ms.runner.Wait(ctx, name)
+				if err != nil || o.Status != bc.status {
+					b.Fatalf("outcome %+v, %v", o, err)
+				}
+			}
+		})
+	}
 }

@@ -59,10 +59,11 @@ const (
 	maxReasonLen = 1024
 )
 
-// ErrorOutputTooLarge is the task failure a Worker reports when a tool's
-// output exceeds Step Functions' 256 KiB task output limit. Like a timeout
-// it is not retried (the tool did its effect) and starts compensation.
-const ErrorOutputTooLarge = "agentbus.OutputTooLarge"
+// ErrorInvalidOutput is the task failure a Worker reports when a tool's
+// output cannot be a task result: not JSON, or over Step Functions' 256 KiB
+// task output limit. Like a timeout it is not retried (the tool had its
+// effect) and starts compensation.
+const ErrorInvalidOutput = "agentbus.InvalidOutput"
 
 // WorkerConfig configures a Worker. SFN, SQS, QueueURL and Invoker are
 // required; zero values of the rest give the defaults noted.
@@ -275,9 +276,12 @@ func (w *Worker) handle(tctx context.Context, m sqstypes.Message) {
 		// finds the claim's outcome if the tool got that far.
 		log.Info("stepfunctions: saga task released at shutdown", "err", err)
 		w.changeVisibility(sctx, m, 0)
-	case err == nil && len(output) > maxOutputLen:
-		stepErr = &saga.StepError{Name: ErrorOutputTooLarge,
-			Cause: fmt.Sprintf("tool %s returned %d bytes; Step Functions takes at most %d", task.Tool, len(output), maxOutputLen)}
+	case err == nil && (len(output) > maxOutputLen || len(output) > 0 && !json.Valid(output)):
+		cause := fmt.Sprintf("tool %s returned %d bytes; Step Functions takes at most %d", task.Tool, len(output), maxOutputLen)
+		if len(output) <= maxOutputLen {
+			cause = fmt.Sprintf("tool %s returned an output that is not JSON", task.Tool)
+		}
+		stepErr = &saga.StepError{Name: ErrorInvalidOutput, Cause: cause}
 		err = stepErr
 		fallthrough
 	case errors.As(err, &stepErr):

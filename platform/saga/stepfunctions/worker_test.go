@@ -228,7 +228,9 @@ func TestWorkerAnswers(t *testing.T) {
 		}, nil, answer{kind: "failure", error: def.ErrorTimeout, cause: truncate(long, maxCauseLen)}, true, -1},
 		{"output too large", func(saga.Task) (json.RawMessage, error) {
 			return json.RawMessage(`"` + strings.Repeat("x", maxOutputLen) + `"`), nil
-		}, nil, answer{kind: "failure", error: ErrorOutputTooLarge}, true, -1},
+		}, nil, answer{kind: "failure", error: ErrorInvalidOutput}, true, -1},
+		{"output not JSON", func(saga.Task) (json.RawMessage, error) { return json.RawMessage(`{"a":`), nil },
+			nil, answer{kind: "failure", error: ErrorInvalidOutput, cause: "tool step_a returned an output that is not JSON"}, true, -1},
 		{"infrastructure error", func(saga.Task) (json.RawMessage, error) { return nil, errors.New("ledger down") },
 			nil, answer{}, false, 2}, // MinBackoff 1s doubled for the 2nd receive
 		{"retry after", func(saga.Task) (json.RawMessage, error) { return nil, bus.RetryAfter(5*time.Second, "claim held") },
