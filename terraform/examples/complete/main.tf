@@ -148,8 +148,9 @@ module "service" {
   bedrock_model_arns = local.bedrock_model_arns
   max_event_size     = var.max_event_size
 
-  # The tool-gateway's saga worker and runner find the saga queue here.
-  environment = each.key == "toolgateway" ? { AGENTBUS_SAGA_QUEUE_URL = module.saga_queue.queue_url } : {}
+  # The tool-gateway runs the sagas (worker and runner) when the image holds
+  # their definitions (var.saga_definitions_dir).
+  environment = each.key == "toolgateway" && var.saga_definitions_dir != null ? local.saga_environment : {}
 
   min_capacity = lookup(var.min_capacity, each.key, 0)
   max_capacity = var.max_capacity
@@ -163,6 +164,16 @@ module "service" {
 locals {
   sagas_dir = "${path.module}/../../sagas"
   sagas     = toset([for f in fileset(local.sagas_dir, "*.asl.json.tftpl") : replace(f, ".asl.json.tftpl", "")])
+}
+
+locals {
+  # agentbus serve toolgateway's saga settings (docs/sagas.md).
+  saga_environment = {
+    AGENTBUS_SAGA_QUEUE_URL      = module.saga_queue.queue_url
+    AGENTBUS_SAGA_DLQ_URL        = module.saga_queue.dlq_url
+    AGENTBUS_SAGA_STATE_MACHINES = join(",", [for n, s in module.saga : "${n}=${s.state_machine_arn}"])
+    AGENTBUS_SAGAS_DIR           = var.saga_definitions_dir
+  }
 }
 
 module "saga_queue" {

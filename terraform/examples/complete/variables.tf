@@ -131,3 +131,14 @@ variable "tags" {
   type        = map(string)
   default     = { Project = "agentbus" }
 }
+
+variable "saga_definitions_dir" {
+  description = "Folder inside the image that holds the saga definition files (the examples/sagas/*.json the state machines were generated from, e.g. COPY examples/sagas /sagas in a derived image). When set, the tool-gateway runs the sagas (AGENTBUS_SAGA_* settings); null deploys the state machines without offering them."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.saga_definitions_dir == null || can(regex("^/", var.saga_definitions_dir))
+    error_message = "The saga_definitions_dir must be an absolute path inside the image."
+  }
+}
