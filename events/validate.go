@@ -190,12 +190,18 @@ func (v *Validator) Validate(ev event.Event) error {
 	if cacheable && v.valid.has(fp) {
 		return nil
 	}
-	b, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("%w: %s event (source %q, id %q): %v", ErrInvalidEvent, ev.Type(), ev.Source(), ev.ID(), err)
-	}
-	if err := v.ValidateJSON(b); err != nil {
-		return err
+	if doc, ok := eventDoc(&ev); ok {
+		if err := v.validateDoc(doc); err != nil {
+			return err
+		}
+	} else {
+		b, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("%w: %s event (source %q, id %q): %v", ErrInvalidEvent, ev.Type(), ev.Source(), ev.ID(), err)
+		}
+		if err := v.ValidateJSON(b); err != nil {
+			return err
+		}
 	}
 	if cacheable {
 		v.valid.add(fp)
@@ -210,6 +216,11 @@ func (v *Validator) ValidateJSON(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: not JSON: %v", ErrInvalidEvent, err)
 	}
+	return v.validateDoc(doc)
+}
+
+// validateDoc checks a decoded CloudEvent (numbers as json.Number).
+func (v *Validator) validateDoc(doc any) error {
 	obj, ok := doc.(map[string]any)
 	if !ok {
 		return fmt.Errorf("%w: a CloudEvent must be a JSON object, got %T", ErrInvalidEvent, doc)
