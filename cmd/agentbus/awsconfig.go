@@ -41,6 +41,12 @@ type serveConfig struct {
 	OutboxInterval time.Duration // how often the relay polls unprompted
 	ExecutorGrace  time.Duration // 0: executor.DefaultGrace
 	HealthAddr     string        // "" : no health endpoint
+	// Sagas (toolgateway only): the saga queue, its DLQ, each saga's state
+	// machine ARN by name, and the folder of their definitions.
+	SagaQueueURL      string
+	SagaDLQURL        string
+	SagaStateMachines map[string]string
+	SagasDir          string
 }
 
 // serveSetting binds one flag to its environment fallback.
@@ -71,6 +77,10 @@ var serveSettings = []serveSetting{
 	{"outbox-interval", "AGENTBUS_OUTBOX_INTERVAL", "how often the outbox relay looks for events other processes left unpublished (default 2s; its own writes are published at once)", nil},
 	{"executor-grace", "AGENTBUS_EXECUTOR_GRACE", "executor: how long past a tool's timeout it waits for the result before reporting timeout (default 2s)", nil},
 	{"health-addr", "AGENTBUS_HEALTH_ADDR", "serve /healthz and /readyz on this address (e.g. 127.0.0.1:8080); empty: none", nil},
+	{"saga-queue-url", "AGENTBUS_SAGA_QUEUE_URL", "toolgateway: URL of the saga task queue the state machines send steps to; with the next two settings the tool-gateway runs the saga worker and offers each saga as a tool (docs/sagas.md)", nil},
+	{"saga-state-machines", "AGENTBUS_SAGA_STATE_MACHINES", "toolgateway: each saga's Step Functions state machine, name=arn,name=arn", nil},
+	{"sagas-dir", "AGENTBUS_SAGAS_DIR", "toolgateway: folder of the saga definition files (*.json), one per state machine", nil},
+	{"saga-dlq-url", "AGENTBUS_SAGA_DLQ_URL", "toolgateway: URL of the saga queue's DLQ (malformed task messages are moved there); optional", nil},
 }
 
 // addServeFlags registers one string flag per setting; values are parsed
@@ -133,6 +143,7 @@ func resolveServeConfig(service string, flags map[string]string, getenv func(str
 		HealthAddr:     val["health-addr"],
 	}
 	var errs []error
+	errs = append(errs, resolveSagaSettings(&c, val, name)...)
 	if service == "planner" {
 		switch {
 		case c.BedrockModelID == "" && c.ModelScript == "":

@@ -171,6 +171,11 @@ func serveService(ctx context.Context, cfg serveConfig, hooks serveHooks, log *s
 	case "executor":
 		handler = executor.New(executorStore{Store: store, hooks: hooks.Crash}, reg, cfg.ExecutorGrace, nil, log).Handle
 	case "toolgateway":
+		stopSagas, err := startServeSagas(ctx, awsCfg, cfg, store, table, reg, publisher, hooks, log)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, stopSagas)
 		gw, err := toolgateway.New(toolgateway.Config{Store: store, Registry: reg, Publisher: publisher,
 			Logger: log, Hook: hooks.Crash.Point, LeaseMargin: hooks.LeaseMargin})
 		if err != nil {

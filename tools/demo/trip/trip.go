@@ -228,8 +228,11 @@ func (t *tool) do(in map[string]any, key string) (map[string]any, error) {
 	case ReserveFlight:
 		r := id("FL-", key)
 		p.effect(EffectFlightReserved, r, "flight")
-		return map[string]any{"reservation": r, "flight": "AB" + r[3:6], "from": str(in, "from"), "to": str(in, "to"),
-			"date": str(in, "date"), "price": 420}, nil
+		out := map[string]any{"reservation": r, "flight": fmt.Sprintf("AB%03d", int(r[3])*7%1000), "from": str(in, "from"), "to": str(in, "to"), "price": 420}
+		if d := str(in, "date"); d != "" {
+			out["date"] = d
+		}
+		return out, nil
 	case ReserveHotel:
 		r := id("HT-", key)
 		p.effect(EffectHotelReserved, r, "hotel")
