@@ -214,14 +214,37 @@ func (e *env) wait(name string) psaga.Outcome {
 }
 
 // awaitCrash waits until the armed crash happened and the harness
-// restarted.
-func (e *env) awaitCrash(done <-chan struct{}, what string) {
+// restarted. An execution that ends first never reached the crash point
+// (the Invoker does not call Toolbox.Hook): that fails at once.
+func (e *env) awaitCrash(name string, done <-chan struct{}, what string) {
 	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), e.h.WaitTimeout)
+	defer cancel()
+	ended := make(chan psaga.Outcome, 1)
+	r := e.current()
+	go func() {
+		// On a runner that a crash replaces, this Wait ends with an error.
+		if o, err := r.Wait(ctx, name); err == nil {
+			ended <- o
+		}
+	}()
+	fail := func(why string) {
+		e.t.Fatalf("the crash %s never happened (%s): the Invoker must call Toolbox.Hook(point) at %s and %s in the goroutine that called Invoke (tools: %s)",
+			what, why, PointAfterSideEffect, PointAfterComplete, e.tb)
+	}
 	select {
 	case <-done:
-	case <-time.After(e.h.WaitTimeout):
-		e.t.Fatalf("the crash %s never happened: the Invoker must call Toolbox.Hook(point) at %s and %s (tools: %s)",
-			what, PointAfterSideEffect, PointAfterComplete, e.tb)
+	case o := <-ended:
+		if e.tb.Crashes() == 0 {
+			fail(fmt.Sprintf("the execution ended first: %s", o.Status))
+		}
+		select { // crashed; the restart may still be returning
+		case <-done:
+		case <-ctx.Done():
+			fail("the restart did not return")
+		}
+	case <-ctx.Done():
+		fail("timed out")
 	}
 	if n := e.tb.Crashes(); n != 1 {
 		e.t.Fatalf("crashes = %d, want 1", n)
@@ -532,7 +555,7 @@ func testCrashAfterSideEffect(t *testing.T, nh NewHarness) {
 	requireRestart(t, e)
 	done := e.tb.CrashAt(ToolStepB, PointAfterSideEffect)
 	req := e.start(SagaCrash, `{"amount":1}`)
-	e.awaitCrash(done, "after step_b's side effect")
+	e.awaitCrash(req.Name, done, "after step_b's side effect")
 	o := e.wait(req.Name)
 	expectCompensated(t, o, "b", append([]string{saga.ErrorOutcomeUnknown}, timeoutErrs...), []string{"a"})
 	e.expectEffects(map[string]int{ToolStepA: 1, ToolStepB: 1, ToolUndoA: 1})
@@ -547,7 +570,7 @@ func testCrashAfterComplete(t *testing.T, nh NewHarness) {
 	requireRestart(t, e)
 	done := e.tb.CrashAt(ToolStepB, PointAfterComplete)
 	req := e.start(SagaCrash, `{"amount":1}`)
-	e.awaitCrash(done, "after step_b's outcome was stored")
+	e.awaitCrash(req.Name, done, "after step_b's outcome was stored")
 	o := e.wait(req.Name)
 	if o.Status != psaga.StatusSucceeded {
 		t.Fatalf("status = %s, want succeeded (outcome %+v)", o.Status, o)
@@ -565,7 +588,7 @@ func testCrashInCompensation(t *testing.T, nh NewHarness) {
 	e.tb.Fail(ToolStepC, Always)
 	done := e.tb.CrashAt(ToolUndoB, PointAfterComplete)
 	req := e.start(SagaCrash, `{"amount":1}`)
-	e.awaitCrash(done, "after undo_b's outcome was stored")
+	e.awaitCrash(req.Name, done, "after undo_b's outcome was stored")
 	o := e.wait(req.Name)
 	expectCompensated(t, o, "c", toolErr, []string{"b", "a"})
 	e.expectEffects(map[string]int{ToolStepA: 1, ToolStepB: 1, ToolUndoB: 1, ToolUndoA: 1})
@@ -582,7 +605,7 @@ func testCrashIdempotent(t *testing.T, nh NewHarness) {
 	requireRestart(t, e)
 	done := e.tb.CrashAt(ToolIdem, PointAfterSideEffect)
 	req := e.start(SagaIdem, `{"amount":1}`)
-	e.awaitCrash(done, "after step_idem's side effect")
+	e.awaitCrash(req.Name, done, "after step_idem's side effect")
 	o := e.wait(req.Name)
 	switch o.Status {
 	case psaga.StatusSucceeded:
