@@ -7,6 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,8 +20,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/agentbus/agentbus/events"
 	"github.com/agentbus/agentbus/internal/testenv"
+	"github.com/agentbus/agentbus/platform/bus"
 	psaga "github.com/agentbus/agentbus/platform/saga"
 	"github.com/agentbus/agentbus/platform/saga/sagatest"
 	"github.com/agentbus/agentbus/platform/saga/stepfunctions"
@@ -131,6 +137,24 @@ var sfnSuiteTable struct {
 	store *dynamodb.Store
 }
 
+// sagaTestTable returns the state table the saga tests share on moto.
+func sagaTestTable(t *testing.T, awsCfg aws.Config) *dynamodb.Store {
+	t.Helper()
+	sfnSuiteTable.Lock()
+	defer sfnSuiteTable.Unlock()
+	if sfnSuiteTable.store == nil {
+		st, err := dynamodb.New(awsCfg, "sagasuite-"+randHex(t)+"-state")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.EnsureTable(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		sfnSuiteTable.store = st
+	}
+	return sfnSuiteTable.store
+}
+
 func motoSagaClients(t *testing.T) (aws.Config, *sfn.Client, *awssqs.Client) {
 	t.Helper()
 	ep := testenv.AWSEndpoint(t)
@@ -159,19 +183,7 @@ func TestStepFunctionsWithLedgerConformance(t *testing.T) {
 		t.Skip("-short: runs Step Functions executions on moto")
 	}
 	awsCfg, sf, sq := motoSagaClients(t)
-	sfnSuiteTable.Lock()
-	if sfnSuiteTable.store == nil {
-		st, err := dynamodb.New(awsCfg, "sagasuite-"+randHex(t)+"-state")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.EnsureTable(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		sfnSuiteTable.store = st
-	}
-	table := sfnSuiteTable.store
-	sfnSuiteTable.Unlock()
+	table := sagaTestTable(t, awsCfg)
 
 	diffs := probeMotoSagaDifferences(t, sf, sq, table)
 	sagatest.Run(t, func(t *testing.T, tb *sagatest.Toolbox, defs []saga.Definition) sagatest.Harness {
@@ -321,4 +333,102 @@ func (f flakyTool) Run(context.Context, tools.Call) (json.RawMessage, error) {
 		return nil, errors.New("first attempt fails")
 	}
 	return json.RawMessage(`{}`), nil
+}
+
+// TestServeSagasOnStepFunctions sets up sagas as `serve toolgateway` does
+// (startServeSagas) for the book_trip demo on moto: the saga tool is
+// registered, its spec is stored for the planner and the executor, and a
+// call books the trip — or, with the declined card, compensates the hotel
+// and the flight.
+func TestServeSagasOnStepFunctions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs Step Functions executions on moto")
+	}
+	awsCfg, sf, sq := motoSagaClients(t)
+	table := sagaTestTable(t, awsCfg)
+	ctx := context.Background()
+	d, err := loadSagaFile(bookTripFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov, err := stepfunctions.Provision(ctx, stepfunctions.ProvisionConfig{SFN: sf, SQS: sq, Prefix: "st" + randHex(t),
+		RoleARN: "arn:aws:iam::123456789012:role/agentbus-saga-test", Definitions: []saga.Definition{d}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := serveConfig{Service: "toolgateway", SagaQueueURL: prov.Queue.URL, SagaDLQURL: prov.Queue.DLQURL,
+		SagaStateMachines: prov.StateMachines, SagasDir: filepath.Dir(bookTripFile), Concurrency: 2}
+	reg := tools.NewRegistry()
+	var (
+		mu        sync.Mutex
+		published []string
+	)
+	pub := bus.PublisherFunc(func(_ context.Context, evs ...event.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, ev := range evs {
+			published = append(published, ev.Type()+" "+ev.ID())
+		}
+		return nil
+	})
+	stop, err := startServeSagas(ctx, awsCfg, cfg, table, table, reg, pub, serveHooks{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+
+	e, err := reg.Lookup("book_trip")
+	if err != nil || !e.Local() || !e.Spec().Idempotent || e.Spec().Timeout != toolgateway.SagaTimeout(d) {
+		t.Fatalf("book_trip tool: %v", err)
+	}
+	specs, err := table.ListToolSpecs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := false
+	for _, sp := range specs {
+		if sp.Name == "book_trip" && sp.Plugin == "toolgateway-sagas" {
+			var got tools.Spec
+			stored = json.Unmarshal(sp.Spec, &got) == nil && got.Timeout == e.Spec().Timeout && got.Idempotent
+		}
+	}
+	if !stored {
+		t.Fatalf("book_trip's spec is not in the state table: %v", specs)
+	}
+
+	session := "serve-saga-" + randHex(t)
+	book := func(callID, card string) (json.RawMessage, error) {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		return e.Tool().Run(rctx, tools.Call{SessionID: session, Step: 1, CallID: callID,
+			Input: json.RawMessage(`{"from":"LIS","to":"NRT","nights":2,"card":"` + card + `"}`)})
+	}
+	out, err := book("ok", "4242424242424242")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trip struct {
+		Charge struct {
+			Amount float64 `json:"amount"`
+		} `json:"charge"`
+		Hotel struct {
+			Nights int `json:"nights"`
+		} `json:"hotel"`
+	}
+	if err := json.Unmarshal(out, &trip); err != nil || trip.Charge.Amount != 420+2*95 || trip.Hotel.Nights != 2 {
+		t.Fatalf("output %s (%v)", out, err)
+	}
+	_, err = book("declined", "4000000000000002")
+	if err == nil || !strings.Contains(err.Error(), "failed at step charge_card") ||
+		!strings.Contains(err.Error(), "Undone (compensated, in this order): reserve_hotel, reserve_flight") {
+		t.Fatalf("declined card: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{events.TypeSagaStarted, events.TypeSagaCompleted, events.TypeSagaCompensated}
+	for _, typ := range want {
+		if !slices.ContainsFunc(published, func(p string) bool { return strings.HasPrefix(p, typ+" ") }) {
+			t.Errorf("%s not published: %v", typ, published)
+		}
+	}
 }
