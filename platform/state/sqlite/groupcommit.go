@@ -160,7 +160,9 @@ func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 func (s *Store) runGroup(group []*txReq) {
 	if len(group) == 1 {
 		r := group[0]
-		r.err = s.runOne(r.ctx, r.fn)
+		if r.err = s.runOne(r.ctx, r.fn); r.err == nil {
+			s.noteWrites(1)
+		}
 		return
 	}
 	// The group's transaction belongs to no single caller: a caller's
@@ -205,7 +207,9 @@ func (s *Store) runGroup(group []*txReq) {
 		for _, r := range ok {
 			r.err = fmt.Errorf("commit: %w", err)
 		}
+		return
 	}
+	s.noteWrites(len(ok))
 }
 
 // abortGroup rolls the group's transaction back after a failure that left

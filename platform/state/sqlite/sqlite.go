@@ -36,7 +36,8 @@ type Store struct {
 	// ws and rs are the hot statements prepared at open on w and r (see
 	// prepareAll).
 	ws, rs map[string]*sql.Stmt
-	wq     writeQueue // write transactions, group-committed (groupcommit.go)
+	wq     writeQueue    // write transactions, group-committed (groupcommit.go)
+	ck     *checkpointer // file stores: WAL checkpoints (checkpoint.go)
 }
 
 var _ state.Store = (*Store)(nil)
@@ -111,6 +112,8 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(NORMAL)")
+	// Checkpoints run off the commit path (checkpoint.go).
+	q.Add("_pragma", "wal_autocheckpoint(0)")
 	q.Add("_pragma", "foreign_keys(ON)")
 	q.Set("_txlock", "immediate")
 	// The path is part of a URI: escape what would end or break it.
@@ -163,11 +166,15 @@ func newStore(ctx context.Context, w, r *sql.DB, opts []Option) (*Store, error) 
 		s.Close()
 		return nil, err
 	}
+	if r != w {
+		s.startCheckpointer()
+	}
 	return s, nil
 }
 
 // Close closes the database.
 func (s *Store) Close() error {
+	s.stopCheckpointer()
 	var errs []error
 	for _, m := range []map[string]*sql.Stmt{s.ws, s.rs} {
 		for _, st := range m {
