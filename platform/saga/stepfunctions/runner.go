@@ -423,14 +423,32 @@ func orderedObject(raw json.RawMessage) ([]member, error) {
 	return out, nil
 }
 
+// waitAttempts is how many DescribeExecution failures in a row Wait
+// rides out (throttling, a network blip) before it returns the error.
+const waitAttempts = 5
+
 // Wait polls Describe until the execution ends or ctx ends, the interval
-// growing from PollInterval to MaxPollInterval.
+// growing from PollInterval to MaxPollInterval. An unknown execution or an
+// abnormal end returns at once; other Describe errors are retried up to
+// waitAttempts times in a row.
 func (r *Runner) Wait(ctx context.Context, name string) (saga.Outcome, error) {
 	d := r.poll
+	failures := 0
 	for {
 		o, err := r.Describe(ctx, name)
-		if err != nil || o.Status != saga.StatusRunning {
+		switch {
+		case err == nil && o.Status != saga.StatusRunning:
+			return o, nil
+		case err == nil:
+			failures = 0
+		case errors.Is(err, saga.ErrUnknownExecution), errors.Is(err, ErrAbnormalEnd), ctx.Err() != nil:
 			return o, err
+		default:
+			failures++
+			if failures >= waitAttempts {
+				return o, err
+			}
+			r.log.Warn("stepfunctions: describing a saga execution failed; retrying", "execution", name, "err", err)
 		}
 		t := time.NewTimer(d)
 		select {

@@ -380,6 +380,26 @@ func TestWait(t *testing.T) {
 		t.Errorf("Wait past the deadline = %v, want DeadlineExceeded", err)
 	}
 
+	// Transient describe failures are ridden out; persistent ones are not.
+	flaky := newFakeSFN()
+	flaky.describeFn = func(n int) (*sfn.DescribeExecutionOutput, error) {
+		switch {
+		case n%2 == 1 && n < 12:
+			return nil, errors.New("throttled")
+		case n < 12:
+			return &sfn.DescribeExecutionOutput{Status: types.ExecutionStatusRunning}, nil
+		}
+		return &sfn.DescribeExecutionOutput{Status: types.ExecutionStatusSucceeded, Output: aws.String(`{}`)}, nil
+	}
+	if o, err := newTestRunner(t, flaky).Wait(context.Background(), "trip-1"); err != nil || o.Status != saga.StatusSucceeded {
+		t.Errorf("Wait through transient failures = %+v, %v; want succeeded", o, err)
+	}
+	down := newFakeSFN()
+	down.describeFn = func(int) (*sfn.DescribeExecutionOutput, error) { return nil, errors.New("access denied") }
+	if _, err := newTestRunner(t, down).Wait(context.Background(), "trip-1"); err == nil || down.describes != waitAttempts {
+		t.Errorf("Wait with describe always failing = %v after %d describes; want the error after %d", err, down.describes, waitAttempts)
+	}
+
 	h := newFakeSFN()
 	h.describeFn = func(int) (*sfn.DescribeExecutionOutput, error) {
 		return &sfn.DescribeExecutionOutput{Status: types.ExecutionStatusTimedOut}, nil
