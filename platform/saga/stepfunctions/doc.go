@@ -14,9 +14,22 @@
 // The execution input is the saga document {"session", "saga", "input",
 // "steps": {}}; the task message body is the JSON object the ASL builds (a
 // saga.Task plus its taskToken). An execution that fails after compensating
-// ends in the "Compensated" Fail state (error = the original step error,
-// cause = a JSON report); one whose compensation failed ends in
-// "CompensationFailed" (error agentbus.CompensationFailed). Describe reads
-// the report from the cause; any other end (TIMED_OUT, ABORTED, a FAILED
-// without our report) is reported as an *EndError, never as success.
+// ends in the "Compensated" Fail state (error = the original step error) or,
+// for a runtime States.* error, "CompensatedRuntimeError" (error
+// agentbus.Compensated); one whose compensation failed ends in
+// "CompensationFailed" (error agentbus.CompensationFailed). The cause of all
+// three is the JSON report {failedStep, error, cause, compensated,
+// compensationFailures}, from which Describe builds the saga.Outcome; any
+// other end (TIMED_OUT, ABORTED, a FAILED without the report) is an
+// *EndError (ErrAbnormalEnd), never a success.
+//
+// Start describes the execution name before StartExecution, because Step
+// Functions answers a repeated start of a RUNNING execution with the same
+// input as if it had started it: that is started=false here. The worker
+// keys nothing by task token: the Invoker's claim key is Task.Key()
+// (execution, step, kind, attempt), so a redelivered message returns the
+// stored outcome and is answered again; an answer refused because the task
+// is gone (TaskTimedOut, TaskDoesNotExist, InvalidToken) deletes the
+// message. Differences of moto (the local stand-in) that matter here are in
+// docs/moto-differences.md (Step Functions).
 package stepfunctions
