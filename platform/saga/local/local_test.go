@@ -420,7 +420,7 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("%s: Start = %v, %v; want %v", tc.name, started, err, tc.want)
 		}
 	}
-	wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := r.Wait(wctx, "n1"); !errors.Is(err, psaga.ErrUnknownExecution) {
 		t.Errorf("Wait of a name never started: %v", err)
