@@ -74,6 +74,9 @@ func TestConformanceMemory(t *testing.T) {
 }
 
 func TestConformanceFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the suite again on a file (TestConformanceMemory runs it in memory)")
+	}
 	t.Parallel()
 	sagatest.Run(t, harness("sagas.db"))
 }
