@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"os/exec"
 	"strings"
@@ -184,4 +185,23 @@ func mustValidator(t *testing.T) *events.Validator {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// TestPluginAWSUnknownQueue: on AWS without its provisioned queue, the
+// plug-in exits 2 and says how to provision it.
+func TestPluginAWSUnknownQueue(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: builds the example plug-in")
+	}
+	endpoint := testenv.AWSEndpoint(t)
+	bin := buildUnitsPlugin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	proc := exec.CommandContext(ctx, bin, "--aws", "--endpoint", endpoint, "--prefix", "noplug"+randSuffix(t))
+	proc.Env = append(proc.Environ(), "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test")
+	out, err := proc.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "unknown queue") || !strings.Contains(string(out), "stack bootstrap") {
+		t.Fatalf("plug-in without its queue: %v\n%s\nwant exit 2 naming the queue and how to provision it", err, out)
+	}
 }
