@@ -143,6 +143,22 @@ func TestSagaEmbedded(t *testing.T) {
 	}
 }
 
+// TestSagaDev: `agentbus dev --stdin` offers the saga too.
+func TestSagaDev(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"dev", "--stdin", "--data-dir", t.TempDir(), "--sagas-dir", filepath.Dir(bookTripFile),
+		"--script", tripDeclinedScript}, strings.NewReader("Book me a trip from OPO to CDG\n"), &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, stdout.String(), stderr.String())
+	}
+	for _, s := range []string{"saga book_trip compensated", "answer: I could not book the trip.", "reserve_hotel, reserve_flight"} {
+		if !strings.Contains(stdout.String(), s) {
+			t.Errorf("stdout lacks %q:\n%s", s, stdout.String())
+		}
+	}
+}
+
 func TestSagaStepToolsMustBeServed(t *testing.T) {
 	t.Parallel()
 	d, err := loadSagaFile(bookTripFile)
