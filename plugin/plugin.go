@@ -82,6 +82,12 @@ type Config struct {
 	Store state.Store
 	// Concurrency is how many calls run at once (default 4).
 	Concurrency int
+	// Resolve, when set, resolves claim-checked deliveries before they are
+	// validated and handled: claimcheck.Resolver.Middleware over the blob
+	// store the runtime offloads to (S3 on AWS). Without it a request whose
+	// input was offloaded fails validation and is dead-lettered. The dev
+	// server resolves deliveries itself: leave it nil there.
+	Resolve bus.Middleware
 	// OnRequest, when set, is called with every ToolInvocationRequested the
 	// queue delivers, before it is handled (logging, tests).
 	OnRequest func(tool, callID string)
@@ -146,7 +152,12 @@ func Serve(ctx context.Context, cfg Config) error {
 	if conc <= 0 {
 		conc = 4
 	}
-	w := bus.NewWorker(cfg.Transport.Queue, bus.Chain(handler, bus.Recoverer{}.Middleware, validating(validator)),
+	mws := []bus.Middleware{bus.Recoverer{}.Middleware}
+	if cfg.Resolve != nil {
+		mws = append(mws, cfg.Resolve)
+	}
+	mws = append(mws, validating(validator))
+	w := bus.NewWorker(cfg.Transport.Queue, bus.Chain(handler, mws...),
 		bus.WorkerConfig{Concurrency: conc, Visibility: vis, Logger: log.With("queue", cfg.Transport.Queue.Name())})
 
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))

@@ -13,7 +13,9 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/agentbus/agentbus/events"
+	"github.com/agentbus/agentbus/platform/blob/localfs"
 	"github.com/agentbus/agentbus/platform/bus"
+	"github.com/agentbus/agentbus/platform/bus/claimcheck"
 	"github.com/agentbus/agentbus/platform/bus/local"
 	"github.com/agentbus/agentbus/platform/state/sqlite"
 	"github.com/agentbus/agentbus/plugin"
@@ -232,3 +234,81 @@ func TestStoreRegistrar(t *testing.T) {
 }
 
 var _ bus.Publisher = (*collector)(nil)
+
+// TestServeResolvesClaimChecks: a request whose input was offloaded to the
+// blob store reaches the tool whole when Resolve is set, and is
+// dead-lettered (never run) without it.
+func TestServeResolvesClaimChecks(t *testing.T) {
+	t.Parallel()
+	for _, withResolve := range []bool{true, false} {
+		t.Run(map[bool]string{true: "resolve", false: "no resolve"}[withResolve], func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			b, err := local.Open(ctx, local.Options{MaxEventSize: 4 << 20,
+				Rules:  []local.Rule{{Name: "r", Pattern: json.RawMessage(`{"detail":{"toolname":["echo"]}}`), Queue: "plugin-echo"}},
+				Queues: []local.QueueConfig{{Name: "plugin-echo", Visibility: 5 * time.Second, MaxReceiveCount: 1}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			blobs, err := localfs.New(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			checked, err := claimcheck.NewPublisher(b, blobs, claimcheck.WithLimit(claimcheck.MinLimit))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resolver, err := claimcheck.NewResolver(blobs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			store, err := sqlite.OpenMemory(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			tool := &echo{name: "echo"}
+			pub := &collector{}
+			cfg := plugin.Config{Name: "echoer", Tools: []tools.Tool{tool}, Store: store,
+				Transport: plugin.Transport{Queue: b.Queue("plugin-echo"), Publisher: pub, Visibility: 5 * time.Second}}
+			if withResolve {
+				cfg.Resolve = resolver.Middleware
+			}
+			done := make(chan error, 1)
+			go func() { done <- plugin.Serve(ctx, cfg) }()
+			big := strings.Repeat("x", 2*claimcheck.MinLimit)
+			if err := checked.Publish(ctx, request(t, "s-2", "echo", "c1", `{"say":"`+big+`"}`)); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for time.Now().Before(deadline) {
+				st, _ := b.Stats(ctx, "plugin-echo")
+				if len(pub.results()) > 0 || st.Dead > 0 {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			st, _ := b.Stats(context.Background(), "plugin-echo")
+			if withResolve {
+				res := pub.results()
+				if len(res) == 0 {
+					t.Fatal("no result")
+				}
+				d, err := events.Decode[events.ToolInvocationCompleted](res[0])
+				if err != nil || len(d.Output) < 2*claimcheck.MinLimit {
+					t.Errorf("result %d bytes, %v; want the whole input echoed", len(d.Output), err)
+				}
+				return
+			}
+			if tool.runs.Load() != 0 || st.Dead != 1 {
+				t.Errorf("without Resolve: %d runs, %d dead; want 0 runs and the request dead-lettered", tool.runs.Load(), st.Dead)
+			}
+		})
+	}
+}

@@ -9,7 +9,11 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
+
 	"github.com/agentbus/agentbus/events/rules"
+	"github.com/agentbus/agentbus/platform/bus"
+	"github.com/agentbus/agentbus/platform/bus/claimcheck"
 	"github.com/agentbus/agentbus/platform/state"
 	"github.com/agentbus/agentbus/services/api"
 	"github.com/agentbus/agentbus/tools"
@@ -59,8 +63,38 @@ func (h pluginHost) PluginQueue(name string) (api.PluginQueue, error) {
 	if !ok {
 		return api.PluginQueue{}, fmt.Errorf("%w: no plug-in rule targets it", api.ErrUnknownQueue)
 	}
-	return api.PluginQueue{Queue: h.rt.Bus.Queue(name), VisibilityTimeoutSeconds: q.VisibilityTimeoutSeconds,
-		MaxReceiveCount: q.MaxReceiveCount, Rules: q.Rules}, nil
+	resolver, err := claimcheck.NewResolver(h.rt.Blobs)
+	if err != nil {
+		return api.PluginQueue{}, err
+	}
+	return api.PluginQueue{Queue: resolvingQueue{Queue: h.rt.Bus.Queue(name), resolve: resolver.Resolve},
+		VisibilityTimeoutSeconds: q.VisibilityTimeoutSeconds, MaxReceiveCount: q.MaxReceiveCount, Rules: q.Rules}, nil
+}
+
+// resolvingQueue puts claim-checked data back into the events it delivers:
+// a plug-in in another process cannot read the runtime's blob folder.
+type resolvingQueue struct {
+	bus.Queue
+	resolve func(ctx context.Context, ev event.Event) (event.Event, error)
+}
+
+// Receive implements bus.Queue. A delivery whose blob cannot be read is
+// handed over as undecodable (the plug-in dead-letters it with the reason).
+func (q resolvingQueue) Receive(ctx context.Context, max int, wait, visibility time.Duration) ([]bus.Message, error) {
+	msgs, err := q.Queue.Receive(ctx, max, wait, visibility)
+	for i, m := range msgs {
+		if m.DecodeErr != nil {
+			continue
+		}
+		ev, rerr := q.resolve(ctx, m.Event)
+		if rerr != nil {
+			msgs[i].DecodeErr = fmt.Errorf("resolve claim check: %w", rerr)
+			msgs[i].Event = event.Event{}
+			continue
+		}
+		msgs[i].Event = ev
+	}
+	return msgs, err
 }
 
 // registerPluginSpecs checks specs against reg (a built-in's name is

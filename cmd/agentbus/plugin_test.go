@@ -516,3 +516,38 @@ func TestPluginToolClash(t *testing.T) {
 		t.Errorf("calculator after the clash: %v, %v; want the built-in", e, err)
 	}
 }
+
+// TestPluginQueueResolvesClaimChecks: the dev server hands a plug-in its
+// requests whole, even when the runtime offloaded the input to its blob
+// folder (which the plug-in cannot read).
+func TestPluginQueueResolvesClaimChecks(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"rules", "add", unitsRule, "--data-dir", dataDir}, nil, &out, &out); code != 0 {
+		t.Fatalf("rules add: %s", out.String())
+	}
+	rt, _ := unitsRuntime(t, dataDir)
+	ctx := context.Background()
+	big := `{"value":"` + strings.Repeat(" ", 300*1024) + `5","from":"km","to":"mi"}`
+	req, err := events.NewPayload(events.SourceExecutor, "s-big", events.ToolInvocationRequested{Step: 1, CallID: "c1", Tool: unitsTool,
+		Input: json.RawMessage(big), IdempotencyKey: tools.IdempotencyKey("s-big", 1, "c1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Publisher.Publish(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	q, err := pluginHost{rt: rt}.PluginQueue("plugin-units")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := q.Queue.Receive(ctx, 1, 5*time.Second, 10*time.Second)
+	if err != nil || len(msgs) != 1 || msgs[0].DecodeErr != nil {
+		t.Fatalf("receive: %+v, %v", msgs, err)
+	}
+	d, err := events.Decode[events.ToolInvocationRequested](msgs[0].Event)
+	if err != nil || string(d.Input) != big {
+		t.Errorf("input of %d bytes, %v; want the whole %d-byte input", len(d.Input), err, len(big))
+	}
+}

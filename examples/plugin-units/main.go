@@ -46,6 +46,9 @@ import (
 	sqssdk "github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/agentbus/agentbus/client"
+	s3blob "github.com/agentbus/agentbus/platform/blob/s3"
+	"github.com/agentbus/agentbus/platform/bus"
+	"github.com/agentbus/agentbus/platform/bus/claimcheck"
 	"github.com/agentbus/agentbus/platform/bus/eventbridge"
 	"github.com/agentbus/agentbus/platform/bus/sqs"
 	"github.com/agentbus/agentbus/platform/state"
@@ -69,6 +72,7 @@ type flags struct {
 	addr, token, tlsCA, dataDir, queue string
 	aws                                bool
 	endpoint, prefix, table, ledger    string
+	bucket                             string
 	verbose                            bool
 }
 
@@ -85,6 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.endpoint, "endpoint", "", "AWS endpoint URL (e.g. http://127.0.0.1:5000 for moto; default $AWS_ENDPOINT_URL)")
 	fs.StringVar(&f.prefix, "prefix", envOr("AGENTBUS_PREFIX", "agentbus"), "agentbus deployment prefix: bus name and queue prefix")
 	fs.StringVar(&f.table, "table", os.Getenv("AGENTBUS_TABLE"), "agentbus state table, where the spec is registered (default <prefix>-state)")
+	fs.StringVar(&f.bucket, "bucket", os.Getenv("AGENTBUS_BUCKET"), "agentbus claim-check bucket: large requests are read from it, large results written to it (default <prefix>-blobs)")
 	fs.StringVar(&f.ledger, "ledger-table", "", "the plug-in's own DynamoDB table for its claim ledger (default <prefix>-plugin-units)")
 	fs.BoolVar(&f.verbose, "v", false, "log to stderr")
 	if err := fs.Parse(args); err != nil {
@@ -113,12 +118,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func serve(ctx context.Context, f flags, stdout io.Writer, log *slog.Logger) error {
 	var (
-		tr    plugin.Transport
-		store state.Store
-		err   error
+		tr      plugin.Transport
+		store   state.Store
+		resolve bus.Middleware
+		err     error
 	)
 	if f.aws {
-		tr, store, err = awsTransport(ctx, f, log)
+		tr, store, resolve, err = awsTransport(ctx, f, log)
 	} else {
 		tr, store, err = devTransport(ctx, f)
 	}
@@ -132,6 +138,7 @@ func serve(ctx context.Context, f flags, stdout io.Writer, log *slog.Logger) err
 		Tools:     []tools.Tool{Converter{}},
 		Transport: tr,
 		Store:     store,
+		Resolve:   resolve,
 		OnRequest: func(tool, callID string) { fmt.Fprintf(stdout, "request tool=%s call=%s\n", tool, callID) },
 		Logger:    log,
 	})
@@ -166,10 +173,10 @@ func devTransport(ctx context.Context, f flags) (plugin.Transport, state.Store, 
 	return tr, closing{Store: st, also: c.Close}, nil
 }
 
-func awsTransport(ctx context.Context, f flags, log *slog.Logger) (plugin.Transport, state.Store, error) {
+func awsTransport(ctx context.Context, f flags, log *slog.Logger) (tr plugin.Transport, _ state.Store, _ bus.Middleware, err error) {
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
-		return plugin.Transport{}, nil, err
+		return tr, nil, nil, err
 	}
 	if f.endpoint != "" {
 		cfg.BaseEndpoint = aws.String(f.endpoint)
@@ -180,38 +187,55 @@ func awsTransport(ctx context.Context, f flags, log *slog.Logger) (plugin.Transp
 	if f.table == "" {
 		f.table = f.prefix + "-state"
 	}
+	if f.bucket == "" {
+		f.bucket = f.prefix + "-blobs"
+	}
 	if f.ledger == "" {
 		f.ledger = f.prefix + "-plugin-" + Name
 	}
 	name := sqs.QueueName(f.prefix, f.queue)
 	info, err := sqs.Lookup(ctx, sqssdk.NewFromConfig(cfg), name)
 	if err != nil {
-		return plugin.Transport{}, nil, fmt.Errorf("%w %s (provision the plug-in's rule: agentbus stack bootstrap --dir examples/plugin-units, or the Terraform subscriber module): %w",
+		return tr, nil, nil, fmt.Errorf("%w %s (provision the plug-in's rule: agentbus stack bootstrap --dir examples/plugin-units, or the Terraform subscriber module): %w",
 			plugin.ErrUnknownQueue, name, err)
 	}
 	vis, err := ruleVisibility()
 	if err != nil {
-		return plugin.Transport{}, nil, err
+		return tr, nil, nil, err
 	}
 	specs, err := dynamodb.New(cfg, f.table)
 	if err != nil {
-		return plugin.Transport{}, nil, err
+		return tr, nil, nil, err
 	}
 	ledger, err := dynamodb.New(cfg, f.ledger)
 	if err != nil {
-		return plugin.Transport{}, nil, err
+		return tr, nil, nil, err
 	}
 	ectx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if err := ledger.EnsureTable(ectx); err != nil {
-		return plugin.Transport{}, nil, fmt.Errorf("ledger table %s: %w", f.ledger, err)
+		return tr, nil, nil, fmt.Errorf("ledger table %s: %w", f.ledger, err)
+	}
+	// Claim checks, as the services use them: a request whose input was
+	// offloaded to S3 is read back, a result over the limit is offloaded.
+	blobs, err := s3blob.New(ctx, cfg, f.bucket)
+	if err != nil {
+		return tr, nil, nil, err
+	}
+	resolver, err := claimcheck.NewResolver(blobs)
+	if err != nil {
+		return tr, nil, nil, err
+	}
+	pub, err := claimcheck.NewPublisher(eventbridge.New(cfg, f.prefix, eventbridge.WithLogger(log)), blobs)
+	if err != nil {
+		return tr, nil, nil, err
 	}
 	return plugin.Transport{
 		Queue:      sqs.New(cfg, info, sqs.WithLogger(log)),
-		Publisher:  eventbridge.New(cfg, f.prefix, eventbridge.WithLogger(log)),
+		Publisher:  pub,
 		Registrar:  plugin.StoreRegistrar{Specs: specs},
 		Visibility: vis,
-	}, ledger, nil
+	}, ledger, resolver.Middleware, nil
 }
 
 // closing closes a connection along with the store.
