@@ -132,6 +132,9 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("open state db %s: %w", path, err)
 	}
 	r.SetMaxOpenConns(8)
+	// Keep them open: a new connection re-reads the schema and re-prepares
+	// the read statements.
+	r.SetMaxIdleConns(8)
 	return newStore(ctx, w, r, opts)
 }
 
