@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -124,9 +125,11 @@ func BenchmarkLoopStep(b *testing.B) {
 			rt := startBenchLoop(b, m.durable)
 			stepLatencies(b, rt) // warm up
 			var all []time.Duration
+			cpu0 := cpuTime()
 			for b.Loop() {
 				all = append(all, stepLatencies(b, rt)...)
 			}
+			reportCPU(b, cpuTime()-cpu0, len(all))
 			b.ReportMetric(float64(percentile(all, 0.50).Microseconds())/1000, "p50-ms/step")
 			b.ReportMetric(float64(percentile(all, 0.99).Microseconds())/1000, "p99-ms/step")
 			b.ReportMetric(hopsPerToolStep, "hops/step")
@@ -143,6 +146,7 @@ func BenchmarkLoopThroughput(b *testing.B) {
 			const sessions = 100
 			var total time.Duration
 			steps := 0
+			cpu0 := cpuTime()
 			for b.Loop() {
 				start := time.Now()
 				ss := make([]*session, sessions)
@@ -161,7 +165,27 @@ func BenchmarkLoopThroughput(b *testing.B) {
 				total += time.Since(start)
 				steps += sessions * benchSteps
 			}
+			reportCPU(b, cpuTime()-cpu0, steps)
 			b.ReportMetric(float64(steps)/total.Seconds(), "steps/s")
 		})
+	}
+}
+
+// cpuTime is the process's user+system CPU time so far. CPU per step, unlike
+// wall time, holds when other work shares the machine: it bounds the steps/s
+// that idle cores could reach (2 cores / cpu-per-step).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the CPU time (all goroutines: the critical path, the
+// memory service, GC) per tool step.
+func reportCPU(b *testing.B, cpu time.Duration, steps int) {
+	if steps > 0 && cpu > 0 {
+		b.ReportMetric(float64(cpu.Microseconds())/1000/float64(steps), "cpu-ms/step")
 	}
 }
