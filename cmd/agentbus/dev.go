@@ -33,6 +33,10 @@ On a loopback address the API needs no TLS or token (a --token is still
 enforced when given). On any other address dev refuses to start unless it has
 --tls-cert and --tls-key, and --token ($AGENTBUS_TOKEN) or --tls-client-ca.
 
+Plug-ins: the rules added with ` + "`agentbus rules add`" + ` (<data-dir>/rules) are loaded at
+start and their queues declared; a plug-in in another process registers its
+tools and serves its queue through the API's PluginService (docs/plugins.md).
+
 With --stdin, each line read from standard input is also a prompt, run to its
 end before the next is read; dev stops at the end of the input. Sessions stay
 in the data folder (see agentbus sessions).`,

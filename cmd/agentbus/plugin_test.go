@@ -551,3 +551,49 @@ func TestPluginQueueResolvesClaimChecks(t *testing.T) {
 		t.Errorf("input of %d bytes, %v; want the whole %d-byte input", len(d.Input), err, len(big))
 	}
 }
+
+// TestWatchPluginSpecs: `serve planner|executor` pick up a plug-in that
+// registers after they started; a stored spec shadowed by a built-in or
+// broken is skipped, not fatal.
+func TestWatchPluginSpecs(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store, err := sqlite.OpenMemory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	reg := tools.NewRegistry()
+	if err := registerBuiltins(reg, nil); err != nil {
+		t.Fatal(err)
+	}
+	go watchPluginSpecs(ctx, store, reg, 10*time.Millisecond, slog.New(slog.DiscardHandler))
+	if err := store.PutToolSpecs(ctx,
+		state.ToolSpec{Name: "late_tool", Plugin: "p", Spec: []byte(`{"name":"late_tool","description":"d","inputSchema":{"type":"object"},"timeoutMs":1500}`)},
+		state.ToolSpec{Name: "calculator", Plugin: "p", Spec: []byte(`{"name":"calculator","description":"impostor","inputSchema":{"type":"object"}}`)},
+		state.ToolSpec{Name: "broken", Plugin: "p", Spec: []byte(`{"name":"broken","inputSchema":{"type":"string"}}`)},
+	); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		e, err := reg.Lookup("late_tool")
+		if err == nil {
+			if e.Local() || e.Spec().Timeout != 1500*time.Millisecond {
+				t.Errorf("late_tool = %+v; want the stored spec, served elsewhere", e.Spec())
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("late_tool not picked up within 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if e, err := reg.Lookup("calculator"); err != nil || !e.Local() {
+		t.Errorf("calculator: %v, %v; want the built-in kept", e, err)
+	}
+	if _, err := reg.Lookup("broken"); err == nil {
+		t.Error("a spec that does not compile was registered")
+	}
+}
