@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 )
 
@@ -185,7 +186,7 @@ func (s *Store) runGroup(group []*txReq) {
 			s.abortGroup(tx, ok, group[i:], err)
 			return
 		}
-		if err := r.fn(tx); err != nil {
+		if err := call(r.fn, tx); err != nil {
 			r.err = err
 			if _, rerr := s.exec(ctx, tx, qRollbackTo); rerr != nil {
 				s.abortGroup(tx, ok, group[i+1:], rerr)
@@ -237,7 +238,7 @@ func (s *Store) runOne(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	if err := fn(tx); err != nil {
+	if err := call(fn, tx); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -245,4 +246,16 @@ func (s *Store) runOne(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// call runs a transaction function, turning a panic into an error so that
+// the transaction is still rolled back (and, in a group, the leader goes on
+// serving the others) instead of holding the writer connection forever.
+func call(fn func(*sql.Tx) error, tx *sql.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("sqlite: transaction function panicked: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return fn(tx)
 }

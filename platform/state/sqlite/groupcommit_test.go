@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -295,5 +296,45 @@ func TestGroupCommitAbort(t *testing.T) {
 				t.Errorf("later caller's write: %v", err)
 			}
 		})
+	}
+}
+
+// TestTransactionPanic: a panicking transaction function becomes an error,
+// is rolled back, and leaves the store usable (alone and in a group).
+func TestTransactionPanic(t *testing.T) {
+	t.Parallel()
+	s := openStores(t)["file"]
+	ctx := t.Context()
+	boom := func(tx *sql.Tx) error {
+		if _, err := s.exec(ctx, tx, qInsertSession, "boom", "running", "", nil, 1, 1); err != nil {
+			return err
+		}
+		panic("boom")
+	}
+	if err := s.tx(ctx, boom); err == nil || !strings.Contains(err.Error(), "panicked: boom") {
+		t.Fatalf("alone: %v", err)
+	}
+	release := holdWriter(t, s)
+	panicked := make(chan error, 1)
+	go func() { panicked <- s.tx(ctx, boom) }()
+	waitQueued(t, s, 1)
+	ok := make(chan error, 1)
+	go func() {
+		_, err := s.CreateSession(ctx, state.Session{ID: "ok", Status: state.StatusRunning})
+		ok <- err
+	}()
+	waitQueued(t, s, 2)
+	release()
+	if err := <-panicked; err == nil || !strings.Contains(err.Error(), "panicked: boom") {
+		t.Fatalf("in a group: %v", err)
+	}
+	if err := <-ok; err != nil {
+		t.Fatalf("the other caller in the group: %v", err)
+	}
+	if _, err := s.GetSession(ctx, "boom"); !errors.Is(err, state.ErrNotFound) {
+		t.Errorf("a panicking transaction's write was kept: %v", err)
+	}
+	if _, err := s.GetSession(ctx, "ok"); err != nil {
+		t.Error(err)
 	}
 }
