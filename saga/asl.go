@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 )
 
@@ -90,8 +91,17 @@ func (o object) MarshalJSON() ([]byte, error) {
 // at $.failure.compensated.<s>; if it still fails after its retries its
 // Catch stores the error at $.failure.compensationFailures.<s> and the
 // chain goes on. CheckCompensation then ends in CompensationFailed
-// (error agentbus.CompensationFailed) or Compensated (the original error);
-// both Fail states' cause is the JSON of $.failure.
+// (error agentbus.CompensationFailed) or, through CheckError, Compensated
+// (the original error) or CompensatedRuntimeError (a States.* error, which
+// a Fail state may not raise); all three Fail states' cause is the JSON of
+// $.failure.
+//
+// A template path that may be missing at run time is checked first by a
+// Choice (Refs-<step>, RefsUndo-<step>, Refs-output: IsPresent on each);
+// a missing one fails like the embedded runner's agentbus.InvalidInput
+// (Missing-<step>, MissingUndo-<step>, Missing-output) instead of ending
+// the execution with an uncatchable States.Runtime. A missing output path
+// compensates every step, the last one included, with failedStep "".
 func ASL(d Definition, queueURL string) ([]byte, error) {
 	if err := d.Validate(); err != nil {
 		return nil, err
@@ -102,23 +112,54 @@ func ASL(d Definition, queueURL string) ([]byte, error) {
 	states := object{}
 	add := func(name string, s object) { states = append(states, member{name, s}) }
 
-	// undoAfter[i] is the state that compensates the steps before step i:
-	// the Undo of the nearest earlier step with a compensation, or "" when
-	// there is none.
-	undoAfter := make([]string, len(d.Steps)+1)
+	// Templates are checked before they are used: a Parameters path that
+	// does not resolve fails the state with States.Runtime, which Step
+	// Functions' Catch does not catch — the saga would end without
+	// compensating. A Choice (IsPresent on every path that may be missing)
+	// turns it into the failure the embedded runner reports instead:
+	// agentbus.InvalidInput, compensated like any other.
+	outRefs := guardedRefs(d.Output)
+
+	// undoEntry[i] is where the compensation of the steps before step i
+	// starts: the Undo (or its guard) of the nearest earlier step with a
+	// compensation that can run, or "" when there is none. The last step's
+	// compensation runs only when the output template can fail after it.
+	undoEntry := make([]string, len(d.Steps)+1)
+	hasUndo := func(i int) bool {
+		return d.Steps[i].Compensation != nil && (i < len(d.Steps)-1 || len(outRefs) > 0)
+	}
 	for i, s := range d.Steps {
-		undoAfter[i+1] = undoAfter[i]
-		if s.Compensation != nil {
+		undoEntry[i+1] = undoEntry[i]
+		if hasUndo(i) {
 			_, _, undo := StateName(s.Name)
-			undoAfter[i+1] = undo
+			undoEntry[i+1] = guardedEntry(undo, prefixRefsUndo+s.Name, guardedRefs(s.Compensation.Input))
 		}
+	}
+	orCheckError := func(n string) string {
+		if n == "" {
+			return StateCheckError
+		}
+		return n
+	}
+	entry := func(i int) string {
+		if i == len(d.Steps) {
+			return guardedEntry(StateDone, stateRefsOutput, outRefs)
+		}
+		action, _, _ := StateName(d.Steps[i].Name)
+		return guardedEntry(action, prefixRefs+d.Steps[i].Name, guardedRefs(d.Steps[i].Action.Input))
 	}
 
 	for i, s := range d.Steps {
 		action, failed, _ := StateName(s.Name)
-		next := StateDone
-		if i+1 < len(d.Steps) {
-			next, _, _ = StateName(d.Steps[i+1].Name)
+		if refs := guardedRefs(s.Action.Input); len(refs) > 0 {
+			add(prefixRefs+s.Name, guardState(refs, action, prefixMissing+s.Name))
+			add(prefixMissing+s.Name, object{
+				{"Type", "Pass"},
+				{"Comment", "A path the action's input reads is missing: fail the step as the embedded runner does."},
+				{"Result", object{{"Error", ErrorInvalidInput}, {"Cause", missingCause("action input", refs)}}},
+				{"ResultPath", "$.failure"},
+				{"Next", failed},
+			})
 		}
 		task, err := taskState(d, queueURL, s, kindAction, s.Action, "$.steps."+s.Name)
 		if err != nil {
@@ -130,14 +171,9 @@ func ASL(d Definition, queueURL string) ([]byte, error) {
 				{"ResultPath", "$.failure"},
 				{"Next", failed},
 			}}},
-			member{"Next", next},
+			member{"Next", entry(i + 1)},
 		)
 		add(action, task)
-
-		chain := undoAfter[i]
-		if chain == "" {
-			chain = StateCheckError
-		}
 		add(failed, object{
 			{"Type", "Pass"},
 			{"Comment", fmt.Sprintf("Step %s failed: record it, then undo the earlier steps.", s.Name)},
@@ -147,22 +183,33 @@ func ASL(d Definition, queueURL string) ([]byte, error) {
 				{"cause.$", "$.failure.Cause"},
 			}},
 			{"ResultPath", "$.failure"},
-			{"Next", chain},
+			{"Next", orCheckError(undoEntry[i])},
 		})
 	}
 
-	// The compensation chain, latest step first. The last step's
-	// compensation never runs (no later step can fail), and Step Functions
-	// rejects unreachable states, so it has no Undo state.
-	for i := len(d.Steps) - 2; i >= 0; i-- {
-		s := d.Steps[i]
-		if s.Compensation == nil {
+	// The compensation chain, latest step first. An Undo state exists only
+	// where it can run (Step Functions rejects unreachable states).
+	anyUndo := false
+	for i := len(d.Steps) - 1; i >= 0; i-- {
+		if !hasUndo(i) {
 			continue
 		}
+		anyUndo = true
+		s := d.Steps[i]
 		_, _, undo := StateName(s.Name)
-		next := undoAfter[i]
+		next := undoEntry[i]
 		if next == "" {
 			next = StateCheckCompensation
+		}
+		if refs := guardedRefs(s.Compensation.Input); len(refs) > 0 {
+			add(prefixRefsUndo+s.Name, guardState(refs, undo, prefixMissingUndo+s.Name))
+			add(prefixMissingUndo+s.Name, object{
+				{"Type", "Pass"},
+				{"Comment", "A path the compensation's input reads is missing: record the compensation as failed and go on."},
+				{"Result", object{{"Error", ErrorInvalidInput}, {"Cause", missingCause("compensation input", refs)}}},
+				{"ResultPath", "$.failure.compensationFailures." + s.Name},
+				{"Next", next},
+			})
 		}
 		task, err := taskState(d, queueURL, s, kindCompensation, *s.Compensation, "$.failure.compensated."+s.Name)
 		if err != nil {
@@ -179,7 +226,7 @@ func ASL(d Definition, queueURL string) ([]byte, error) {
 		add(undo, task)
 	}
 
-	if undoAfter[len(d.Steps)-1] != "" {
+	if anyUndo {
 		add(StateCheckCompensation, object{
 			{"Type", "Choice"},
 			{"Choices", []object{{
@@ -218,6 +265,19 @@ func ASL(d Definition, queueURL string) ([]byte, error) {
 		{"CausePath", "States.JsonToString($.failure)"},
 	})
 
+	if len(outRefs) > 0 {
+		add(stateRefsOutput, guardState(outRefs, StateDone, stateMissingOutput))
+		// Every step succeeded but the result cannot be built: undo them
+		// all, as the embedded runner does (no step failed: failedStep is
+		// empty).
+		add(stateMissingOutput, object{
+			{"Type", "Pass"},
+			{"Comment", "A path the output template reads is missing: undo every step."},
+			{"Result", object{{"failedStep", ""}, {"error", ErrorInvalidInput}, {"cause", missingCause("output template", outRefs)}}},
+			{"ResultPath", "$.failure"},
+			{"Next", orCheckError(undoEntry[len(d.Steps)])},
+		})
+	}
 	done := object{{"Type", "Pass"}}
 	out, err := parameters(d.Output)
 	if err != nil {
@@ -231,10 +291,9 @@ func ASL(d Definition, queueURL string) ([]byte, error) {
 	add(StateDone, append(done, member{"Next", StateSucceeded}))
 	add(StateSucceeded, object{{"Type", "Succeed"}})
 
-	first, _, _ := StateName(d.Steps[0].Name)
 	machine := object{
 		{"Comment", fmt.Sprintf("Saga %s, generated by agentbus from its definition: do not edit.", d.Name)},
-		{"StartAt", first},
+		{"StartAt", entry(0)},
 		{"States", states},
 	}
 	b, err := encodeJSON(machine)
@@ -247,6 +306,93 @@ func ASL(d Definition, queueURL string) ([]byte, error) {
 	}
 	buf.WriteByte('\n')
 	return buf.Bytes(), nil
+}
+
+// Names of the reference guards (a Choice and the Pass of its "missing"
+// branch). They contain a hyphen, which step names cannot, so they never
+// collide with a step's states.
+const (
+	prefixRefs         = "Refs-"
+	prefixMissing      = "Missing-"
+	prefixRefsUndo     = "RefsUndo-"
+	prefixMissingUndo  = "MissingUndo-"
+	stateRefsOutput    = "Refs-output"
+	stateMissingOutput = "Missing-output"
+)
+
+// guardedRefs lists the references of a template that may be missing at
+// run time, sorted: all but "$.input" and "$.steps.<step>" whole (the
+// execution input always has "input", and a step that ran always has its
+// result).
+func guardedRefs(tmpl json.RawMessage) []string {
+	if len(bytes.TrimSpace(tmpl)) == 0 {
+		return nil
+	}
+	v, err := decodeJSON(tmpl)
+	if err != nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var walk func(any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for _, e := range v {
+				walk(e)
+			}
+		case string:
+			if !isRef(v) {
+				return
+			}
+			segs := strings.Split(v[len(refPrefix):], ".")
+			if (segs[0] == "input" && len(segs) == 1) || (segs[0] == "steps" && len(segs) <= 2) {
+				return
+			}
+			seen[v] = true
+		}
+	}
+	walk(v)
+	out := make([]string, 0, len(seen))
+	for r := range seen {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// guardedEntry is the state to enter for a state whose template reads
+// refs: its guard when there are any.
+func guardedEntry(state, guard string, refs []string) string {
+	if len(refs) == 0 {
+		return state
+	}
+	return guard
+}
+
+// guardState is the Choice that goes to next when every path in refs is
+// present, else to missing.
+func guardState(refs []string, next, missing string) object {
+	present := func(r string) object { return object{{"Variable", r}, {"IsPresent", true}} }
+	var rule object
+	if len(refs) == 1 {
+		rule = append(present(refs[0]), member{"Next", next})
+	} else {
+		all := make([]object, len(refs))
+		for i, r := range refs {
+			all[i] = present(r)
+		}
+		rule = object{{"And", all}, {"Next", next}}
+	}
+	return object{
+		{"Type", "Choice"},
+		{"Choices", []object{rule}},
+		{"Default", missing},
+	}
+}
+
+// missingCause is the cause of a failure for a missing template path.
+func missingCause(what string, refs []string) string {
+	return fmt.Sprintf("%s: %v: one of %s", what, ErrPath, strings.Join(refs, ", "))
 }
 
 // Task kinds, as the task message's "kind" (platform/saga.Kind).

@@ -345,3 +345,82 @@ func jsonEqual(a, b string) bool {
 func motoCause(got, want string) bool {
 	return got == want || got == "null" || got == ""
 }
+
+// missingDef reads paths of step outputs that the test's tools may leave
+// out: b reads a's id, the output reads c's id, undo_c reads c's id.
+const missingDef = `{
+  "name": "missing_paths",
+  "steps": [
+    {"name": "a", "action": {"tool": "step_a"}, "compensation": {"tool": "undo_a", "input": {"ref": "$.steps.a"}}, "retry": {"maxAttempts": 0}},
+    {"name": "b", "action": {"tool": "step_b", "input": {"x": "$.steps.a.id"}}, "compensation": {"tool": "undo_b", "input": {"id": "$.steps.b.id"}}, "retry": {"maxAttempts": 0}},
+    {"name": "c", "action": {"tool": "step_c"}, "compensation": {"tool": "undo_c", "input": {"id": "$.steps.c.id"}}, "retry": {"maxAttempts": 0}}
+  ],
+  "output": {"c": "$.steps.c.id"}
+}`
+
+// TestASLMissingPathsOnMoto: a template path missing at run time fails
+// like the embedded runner's agentbus.InvalidInput and is compensated (on
+// AWS an unguarded Parameters path would end the execution with
+// States.Runtime, which Catch does not catch).
+func TestASLMissingPathsOnMoto(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Step Functions executions on moto")
+	}
+	m := newMoto(t)
+	d, err := saga.Parse([]byte(missingDef))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name      string
+		noID      string // the step whose action output lacks "id"
+		wantError string
+		wantTasks string
+		wantRep   string
+	}{
+		{"action input", "a", saga.ErrorInvalidInput, "a/action a/compensation",
+			`{"failedStep":"b","error":"agentbus.InvalidInput","cause":"action input: template path not found: one of $.steps.a.id","compensated":{"a":{"undone":"a"}}}`},
+		{"output and compensation input", "c", saga.ErrorCompensationFailed, "a/action b/action c/action b/compensation a/compensation",
+			`{"failedStep":"","error":"agentbus.InvalidInput","cause":"output template: template path not found: one of $.steps.c.id",` +
+				`"compensationFailures":{"c":{"Error":"agentbus.InvalidInput","Cause":"compensation input: template path not found: one of $.steps.c.id"}},` +
+				`"compensated":{"b":{"undone":"b"},"a":{"undone":"a"}}}`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			q := m.queue(t, ctx)
+			asl, err := saga.ASL(d, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			arn, err := m.machine(t, ctx, d.Name, asl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wctx, stop := context.WithCancel(ctx)
+			tasks := m.work(wctx, t, q, func(tk task) (string, string, string) {
+				switch {
+				case tk.Kind == "compensation":
+					return fmt.Sprintf(`{"undone":%q}`, tk.Step), "", ""
+				case tk.Step == c.noID:
+					return `{}`, "", ""
+				}
+				return fmt.Sprintf(`{"id":"id-%s"}`, tk.Step), "", ""
+			})
+			out := m.run(t, ctx, arn, `{"session":"s","saga":"missing_paths","input":{},"steps":{}}`)
+			stop()
+			var order []string
+			for _, tk := range tasks() {
+				order = append(order, tk.Step+"/"+tk.Kind)
+			}
+			if got := strings.Join(order, " "); got != c.wantTasks {
+				t.Errorf("tasks ran %s, want %s", got, c.wantTasks)
+			}
+			if string(out.Status) != "FAILED" || aws.ToString(out.Error) != c.wantError || !jsonEqual(aws.ToString(out.Cause), c.wantRep) {
+				t.Errorf("status %s error %q cause %s, want FAILED %q %s", out.Status, aws.ToString(out.Error), aws.ToString(out.Cause), c.wantError, c.wantRep)
+			}
+		})
+	}
+}

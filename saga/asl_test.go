@@ -115,8 +115,9 @@ func TestASLErrors(t *testing.T) {
 }
 
 // TestASLRandomShapes runs the structural check over many generated
-// shapes: 1..7 steps, each with or without a compensation, retry policies
-// with and without retries, heartbeats on some.
+// shapes: 1..7 steps, each with or without a compensation, inputs and
+// outputs that read paths which may be missing (guarded) or not, retry
+// policies with and without retries, heartbeats on some.
 func TestASLRandomShapes(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(7, 11))
@@ -126,7 +127,8 @@ func TestASLRandomShapes(t *testing.T) {
 		for i := range steps {
 			s := Step{Name: fmt.Sprintf("s%d", i), Action: Call{Tool: fmt.Sprintf("t%d", i)}}
 			if i > 0 {
-				s.Action.Input = json.RawMessage(fmt.Sprintf(`{"prev":"$.steps.s%d"}`, rng.IntN(i)))
+				field := []string{"", ".id", ".a.b"}[rng.IntN(3)]
+				s.Action.Input = json.RawMessage(fmt.Sprintf(`{"prev":"$.steps.s%d%s","in":"$.input"}`, rng.IntN(i), field))
 			}
 			if rng.IntN(3) > 0 {
 				s.Compensation = &Call{Tool: fmt.Sprintf("u%d", i), Input: json.RawMessage(fmt.Sprintf(`{"own":"$.steps.s%d.id"}`, i))}
@@ -136,6 +138,12 @@ func TestASLRandomShapes(t *testing.T) {
 				s.TimeoutSeconds, s.HeartbeatSeconds = 30, 5
 			}
 			d.Steps = append(d.Steps, s)
+		}
+		switch rng.IntN(3) {
+		case 0:
+			d.Output = json.RawMessage(fmt.Sprintf(`{"last":"$.steps.s%d.id","x":{"in":"$.input.x"}}`, steps-1))
+		case 1:
+			d.Output = json.RawMessage(`{"all":"$.steps","in":"$.input"}`)
 		}
 		b, err := ASL(d, testQueueURL)
 		if err != nil {
@@ -171,7 +179,11 @@ type aslState struct {
 		Variable      string `json:"Variable"`
 		IsPresent     *bool  `json:"IsPresent"`
 		StringMatches string `json:"StringMatches"`
-		Next          string `json:"Next"`
+		And           []struct {
+			Variable  string `json:"Variable"`
+			IsPresent *bool  `json:"IsPresent"`
+		} `json:"And"`
+		Next string `json:"Next"`
 	} `json:"Choices"`
 	Catch []struct {
 		ErrorEquals []string `json:"ErrorEquals"`
@@ -203,11 +215,49 @@ func decodeMachine(t testing.TB, b []byte) aslMachine {
 	return m
 }
 
+// mayMiss reports whether a reference can be missing at run time (and so
+// needs a guard): anything but "$.input" and "$.steps.<step>" whole.
+func mayMiss(ref string) bool {
+	segs := strings.Split(strings.TrimPrefix(ref, "$."), ".")
+	return !(segs[0] == "input" && len(segs) == 1) && !(segs[0] == "steps" && len(segs) <= 2)
+}
+
+// templateRefs lists a template's references that may be missing, sorted.
+func templateRefs(t testing.TB, tmpl json.RawMessage) []string {
+	t.Helper()
+	if len(bytes.TrimSpace(tmpl)) == 0 {
+		return nil
+	}
+	var v any
+	if err := json.Unmarshal(tmpl, &v); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	var walk func(any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for _, e := range v {
+				walk(e)
+			}
+		case string:
+			if strings.HasPrefix(v, "$.") && mayMiss(v) && !slices.Contains(out, v) {
+				out = append(out, v)
+			}
+		}
+	}
+	walk(v)
+	slices.Sort(out)
+	return out
+}
+
 // checkMachine walks a generated machine: every transition target exists,
 // every state is reachable, the success path runs the steps in order, and
-// for each step k the failure path visits the Undo of exactly the earlier
-// steps with a compensation, latest first — whether the undos succeed
-// (ending in Compensated) or all fail (ending in CompensationFailed).
+// for each step k the failure path visits the compensation of exactly the
+// earlier steps with one, latest first — whether the undos succeed (ending
+// in Compensated) or all fail (ending in CompensationFailed), and whether
+// the step's Task fails or a path its input reads is missing. A missing
+// output path compensates every step.
 func checkMachine(t testing.TB, d Definition, b []byte) {
 	t.Helper()
 	m := decodeMachine(t, b)
@@ -243,6 +293,9 @@ func checkMachine(t testing.TB, d Definition, b []byte) {
 		default:
 			t.Errorf("state %s has unexpected type %s", name, s.Type)
 		}
+		if len(name) > 80 {
+			t.Errorf("state name %s is longer than 80 characters", name)
+		}
 	}
 	seen := map[string]bool{}
 	var visit func(string)
@@ -262,10 +315,46 @@ func checkMachine(t testing.TB, d Definition, b []byte) {
 		}
 	}
 
-	// Success: the steps in order, then Done and Succeeded.
+	// guard checks a reference guard: a Choice that goes to next when every
+	// path in refs IsPresent, else to a Pass that goes on to after; it
+	// returns the Pass.
+	guard := func(name string, refs []string, next string) aslState {
+		t.Helper()
+		g, ok := st[name]
+		if !ok {
+			t.Fatalf("guard %s is missing (refs %v)", name, refs)
+		}
+		var got []string
+		for _, c := range g.Choices {
+			if c.Variable != "" {
+				got = append(got, c.Variable)
+			}
+			for _, a := range c.And {
+				if a.IsPresent == nil || !*a.IsPresent {
+					t.Errorf("%s: %+v is not an IsPresent test", name, a)
+				}
+				got = append(got, a.Variable)
+			}
+		}
+		slices.Sort(got)
+		if g.Type != "Choice" || len(g.Choices) != 1 || g.Choices[0].Next != next || !slices.Equal(got, refs) {
+			t.Errorf("guard %s = %+v, want IsPresent %v → %s", name, g, refs, next)
+		}
+		return st[g.Default]
+	}
+	outRefs := templateRefs(t, d.Output)
+
+	// Success: the steps in order (through their guards), then Done and
+	// Succeeded.
 	var path []string
-	for n := m.StartAt; n != ""; n = st[n].Next {
+	for n := m.StartAt; n != ""; {
+		cur := st[n]
+		if cur.Type == "Choice" {
+			n = cur.Choices[0].Next // every path present
+			continue
+		}
 		path = append(path, n)
+		n = cur.Next
 		if len(path) > len(st) {
 			t.Fatal("the success path loops")
 		}
@@ -282,6 +371,89 @@ func checkMachine(t testing.TB, d Definition, b []byte) {
 		t.Errorf("Done/Succeeded have types %s/%s", st[StateDone].Type, st[StateSucceeded].Type)
 	}
 
+	// walk follows a failure from state n through the compensation chain
+	// and returns the steps whose compensation it visited and the Fail
+	// state it ended in. With undosFail every compensation fails (its Task
+	// through its Catch, or its guard finding a path missing).
+	walk := func(n string, undosFail bool) (undone []string, end string) {
+		failures := false
+		for steps := 0; ; steps++ {
+			if steps > len(st) {
+				t.Fatalf("the failure path from %s loops", n)
+			}
+			cur := st[n]
+			switch {
+			case cur.Type == "Fail":
+				return undone, n
+			case strings.HasPrefix(n, prefixUndo):
+				undone = append(undone, strings.TrimPrefix(n, prefixUndo))
+			case strings.HasPrefix(n, prefixMissingUndo):
+				undone = append(undone, strings.TrimPrefix(n, prefixMissingUndo))
+			}
+			switch {
+			case n == StateCheckError:
+				// The walk's errors are agentbus errors, which the
+				// Compensated state raises as they are.
+				if len(cur.Choices) != 1 || cur.Choices[0].Variable != "$.failure.error" || cur.Choices[0].StringMatches != "States.*" ||
+					cur.Choices[0].Next != StateCompensatedRuntime || cur.Default != StateCompensated {
+					t.Fatalf("%s = %+v", n, cur)
+				}
+				n = cur.Default
+			case n == StateCheckCompensation:
+				if len(cur.Choices) != 1 || cur.Choices[0].Variable != "$.failure.compensationFailures" || cur.Choices[0].IsPresent == nil || !*cur.Choices[0].IsPresent {
+					t.Fatalf("%s: choices = %+v", n, cur.Choices)
+				}
+				n = cur.Default
+				if failures {
+					n = cur.Choices[0].Next
+				}
+			case strings.HasPrefix(n, prefixRefsUndo):
+				n = cur.Choices[0].Next
+				if undosFail {
+					failures = true
+					n = cur.Default
+				}
+			case strings.HasPrefix(n, prefixMissingUndo):
+				if cur.Type != "Pass" || !strings.HasPrefix(cur.ResultPath, "$.failure.compensationFailures.") {
+					t.Fatalf("%s = %+v", n, cur)
+				}
+				n = cur.Next
+			case cur.Type == "Task" && undosFail:
+				failures = true
+				n = cur.Catch[0].Next
+			case cur.Type == "Choice":
+				t.Fatalf("unexpected Choice %s on a failure path", n)
+			default:
+				n = cur.Next
+			}
+		}
+	}
+	expect := func(from string, wantUndo []string) {
+		t.Helper()
+		for _, undosFail := range []bool{false, true} {
+			got, end := walk(from, undosFail)
+			if !slices.Equal(got, wantUndo) {
+				t.Errorf("failure from %s (undos fail: %v) compensated %v, want %v", from, undosFail, got, wantUndo)
+			}
+			wantEnd := StateCompensated
+			if undosFail && len(wantUndo) > 0 {
+				wantEnd = StateCompensationFailed
+			}
+			if end != wantEnd {
+				t.Errorf("failure from %s (undos fail: %v) ended in %s, want %s", from, undosFail, end, wantEnd)
+			}
+		}
+	}
+	compensable := func(before int) []string {
+		var out []string
+		for i := before - 1; i >= 0; i-- {
+			if d.Steps[i].Compensation != nil {
+				out = append(out, d.Steps[i].Name)
+			}
+		}
+		return out
+	}
+
 	for k, s := range d.Steps {
 		action, failed, undo := StateName(s.Name)
 		a := st[action]
@@ -292,77 +464,47 @@ func checkMachine(t testing.TB, d Definition, b []byte) {
 		if f := st[failed]; f.Type != "Pass" || f.Parameters.FailedStep != s.Name || f.ResultPath != "$.failure" {
 			t.Errorf("%s = %+v", failed, f)
 		}
-		if s.Compensation != nil && k < len(d.Steps)-1 {
-			u, ok := st[undo]
-			if !ok {
-				t.Errorf("%s is missing", undo)
-				continue
+		expect(failed, compensable(k))
+		if refs := templateRefs(t, s.Action.Input); len(refs) > 0 {
+			miss := guard(prefixRefs+s.Name, refs, action)
+			if miss.Type != "Pass" || miss.ResultPath != "$.failure" || miss.Next != failed {
+				t.Errorf("%s%s = %+v", prefixMissing, s.Name, miss)
 			}
-			checkTask(t, d, s, u, "compensation", *s.Compensation, "$.failure.compensated."+s.Name)
-			if len(u.Catch) != 1 || u.Catch[0].ResultPath != "$.failure.compensationFailures."+s.Name || u.Catch[0].Next != u.Next {
-				t.Errorf("%s: Catch = %+v (must record the failure and go on to %s)", undo, u.Catch, u.Next)
-			}
-		} else if _, ok := st[undo]; ok {
-			t.Errorf("%s exists, but the step has no compensation or is the last step", undo)
+			expect(prefixMissing+s.Name, compensable(k))
+		} else if _, ok := st[prefixRefs+s.Name]; ok {
+			t.Errorf("%s%s exists, but the action reads no path that may be missing", prefixRefs, s.Name)
 		}
-
-		var wantUndo []string
-		for i := k - 1; i >= 0; i-- {
-			if d.Steps[i].Compensation != nil {
-				_, _, u := StateName(d.Steps[i].Name)
-				wantUndo = append(wantUndo, u)
+		hasUndo := s.Compensation != nil && (k < len(d.Steps)-1 || len(outRefs) > 0)
+		if !hasUndo {
+			if _, ok := st[undo]; ok {
+				t.Errorf("%s exists, but it can never run", undo)
 			}
+			continue
 		}
-		for _, undosFail := range []bool{false, true} {
-			var got []string
-			failures := false
-			n := a.Catch[0].Next
-			for steps := 0; ; steps++ {
-				if steps > len(st) {
-					t.Fatalf("the failure path of %s loops", s.Name)
-				}
-				cur := st[n]
-				if cur.Type == "Fail" {
-					break
-				}
-				if strings.HasPrefix(n, prefixUndo) {
-					got = append(got, n)
-				}
-				switch {
-				case n == StateCheckError:
-					// The walk's errors are agentbus errors, which the
-					// Compensated state raises as they are.
-					if len(cur.Choices) != 1 || cur.Choices[0].Variable != "$.failure.error" || cur.Choices[0].StringMatches != "States.*" ||
-						cur.Choices[0].Next != StateCompensatedRuntime || cur.Default != StateCompensated {
-						t.Fatalf("%s = %+v", n, cur)
-					}
-					n = cur.Default
-				case cur.Type == "Choice":
-					n = cur.Default
-					if failures {
-						if len(cur.Choices) != 1 || cur.Choices[0].Variable != "$.failure.compensationFailures" || cur.Choices[0].IsPresent == nil || !*cur.Choices[0].IsPresent {
-							t.Fatalf("%s: choices = %+v", n, cur.Choices)
-						}
-						n = cur.Choices[0].Next
-					}
-				case cur.Type == "Task" && undosFail:
-					failures = true
-					n = cur.Catch[0].Next
-				default:
-					n = cur.Next
-				}
-			}
-			if !slices.Equal(got, wantUndo) {
-				t.Errorf("failure at %s (undos fail: %v) ran %v, want %v", s.Name, undosFail, got, wantUndo)
-			}
-			end := StateCompensated
-			if undosFail && len(wantUndo) > 0 {
-				end = StateCompensationFailed
-			}
-			if n != end {
-				t.Errorf("failure at %s (undos fail: %v) ended in %s, want %s", s.Name, undosFail, n, end)
+		u, ok := st[undo]
+		if !ok {
+			t.Errorf("%s is missing", undo)
+			continue
+		}
+		checkTask(t, d, s, u, "compensation", *s.Compensation, "$.failure.compensated."+s.Name)
+		if len(u.Catch) != 1 || u.Catch[0].ResultPath != "$.failure.compensationFailures."+s.Name || u.Catch[0].Next != u.Next {
+			t.Errorf("%s: Catch = %+v (must record the failure and go on to %s)", undo, u.Catch, u.Next)
+		}
+		if refs := templateRefs(t, s.Compensation.Input); len(refs) > 0 {
+			miss := guard(prefixRefsUndo+s.Name, refs, undo)
+			if miss.Next != u.Next {
+				t.Errorf("%s%s goes to %s, the Undo to %s", prefixMissingUndo, s.Name, miss.Next, u.Next)
 			}
 		}
+	}
+	if len(outRefs) > 0 {
+		miss := guard(stateRefsOutput, outRefs, StateDone)
+		if miss.Type != "Pass" || miss.ResultPath != "$.failure" {
+			t.Errorf("%s = %+v", stateMissingOutput, miss)
+		}
+		expect(stateMissingOutput, compensable(len(d.Steps)))
+	} else if _, ok := st[stateRefsOutput]; ok {
+		t.Errorf("%s exists, but the output reads no path that may be missing", stateRefsOutput)
 	}
 	if c := st[StateCompensated]; c.Type != "Fail" || c.ErrorPath != "$.failure.error" || c.CausePath != "States.JsonToString($.failure)" {
 		t.Errorf("Compensated = %+v", c)
