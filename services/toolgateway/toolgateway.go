@@ -68,6 +68,8 @@ const (
 	// lease: a live holder always finishes (or times out) inside its lease,
 	// so a takeover means the holder died.
 	DefaultLeaseMargin = 30 * time.Second
+	// DefaultLeaseRenewal: see Config.LeaseRenewal.
+	DefaultLeaseRenewal = 30 * time.Second
 	// DefaultClaimTTL is how long a call's claim (and stored result) is
 	// remembered: SQS keeps a message at most 14 days, so a redelivery or a
 	// DLQ redrive within that time still finds it.
@@ -81,6 +83,7 @@ const completeGrace = 10 * time.Second
 // Claims, with the outbox written by CompleteClaim).
 type Store interface {
 	Claim(ctx context.Context, req state.ClaimRequest) (state.Claim, bool, error)
+	RenewClaim(ctx context.Context, sessionID, key, holder string, lease time.Duration) (state.Claim, error)
 	CompleteClaim(ctx context.Context, sessionID, key, holder string, result []byte, out ...state.OutboxEvent) (state.Claim, error)
 }
 
@@ -104,6 +107,12 @@ type Config struct {
 	InstanceID string
 	// LeaseMargin is added to a call's timeout to make its lease.
 	LeaseMargin time.Duration
+	// LeaseRenewal: a call whose timeout is longer than three times this
+	// (a saga tool's can be an hour) holds a lease of three times this
+	// plus LeaseMargin, renewed every LeaseRenewal while the tool runs, so
+	// that a holder that died is taken over within that time rather than
+	// after the whole timeout. Default DefaultLeaseRenewal.
+	LeaseRenewal time.Duration
 	// ClaimTTL is how long claims are remembered.
 	ClaimTTL time.Duration
 	// Now is the clock for event times and lease waits (it should be the
@@ -136,6 +145,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.LeaseMargin <= 0 {
 		cfg.LeaseMargin = DefaultLeaseMargin
+	}
+	if cfg.LeaseRenewal <= 0 {
+		cfg.LeaseRenewal = DefaultLeaseRenewal
 	}
 	if cfg.ClaimTTL <= 0 {
 		cfg.ClaimTTL = DefaultClaimTTL
@@ -217,9 +229,13 @@ var errLostClaim = errors.New("lost the claim to another holder")
 func (g *Gateway) execute(ctx context.Context, j job, encode encoder) (state.Claim, bool, error) {
 	spec := j.entry.Spec()
 	holder := g.cfg.InstanceID + ":" + uuid.NewString()
+	lease, renew := j.timeout+g.cfg.LeaseMargin, false
+	if j.timeout > 3*g.cfg.LeaseRenewal {
+		lease, renew = 3*g.cfg.LeaseRenewal+g.cfg.LeaseMargin, true
+	}
 	claim, acquired, err := g.cfg.Store.Claim(ctx, state.ClaimRequest{
 		SessionID: j.session, Key: j.key, Holder: holder,
-		Lease: j.timeout + g.cfg.LeaseMargin, TTL: g.cfg.ClaimTTL,
+		Lease: lease, TTL: max(g.cfg.ClaimTTL, lease),
 	})
 	if err != nil {
 		return state.Claim{}, false, fmt.Errorf("claim %s: %w", j.key, err)
@@ -257,8 +273,15 @@ func (g *Gateway) execute(ctx context.Context, j job, encode encoder) (state.Cla
 		if claim.Attempt > 1 {
 			j.log.Info("toolgateway: re-running idempotent tool after an interrupted attempt", "attempt", claim.Attempt)
 		}
+		stopRenewal := func() {}
+		if renew {
+			stopRenewal = g.renew(ctx, j, holder, lease)
+			defer stopRenewal()
+		}
 		var ok bool
-		if o, ok = g.run(ctx, j); !ok {
+		o, ok = g.run(ctx, j)
+		stopRenewal()
+		if !ok {
 			// The handler's context ended (shutdown) before the tool
 			// answered: leave the claim pending; the redelivery after its
 			// lease decides.
@@ -285,6 +308,31 @@ func (g *Gateway) execute(ctx context.Context, j job, encode encoder) (state.Cla
 	}
 	g.hook(PointAfterComplete)
 	return stored, true, nil
+}
+
+// renew keeps j's lease alive while its tool runs (see
+// Config.LeaseRenewal) until the returned stop is called. A renewal that
+// fails is logged: a lost lease shows when the claim is completed.
+func (g *Gateway) renew(ctx context.Context, j job, holder string, lease time.Duration) (stop func()) {
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(g.cfg.LeaseRenewal)
+		defer t.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-t.C:
+				if _, err := g.cfg.Store.RenewClaim(rctx, j.session, j.key, holder, lease); err != nil && rctx.Err() == nil {
+					j.log.Warn("toolgateway: renewing the claim's lease failed", "key", j.key, "err", err)
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { cancel(); <-done }) }
 }
 
 // emitKey is the context key under which run hands a tool the collector of

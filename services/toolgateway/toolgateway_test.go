@@ -616,3 +616,58 @@ func TestShutdownMidCall(t *testing.T) {
 		t.Fatal("reported an interrupted call")
 	}
 }
+
+// TestLongCallLeaseRenewed: a call whose timeout is far longer than the
+// renewal period (a saga tool's) holds a short lease that the live holder
+// keeps renewing, so another delivery never takes it over while it runs,
+// and a dead holder's lease would end soon rather than after the timeout.
+func TestLongCallLeaseRenewed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	release := make(chan struct{})
+	started := make(chan struct{})
+	if err := e.reg.Register(fake("long", false, 10*time.Minute, func(ctx context.Context, _ tools.Call) (json.RawMessage, error) {
+		close(started)
+		select {
+		case <-release:
+			return json.RawMessage(`"done"`), nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	renewal := 50 * time.Millisecond
+	g, err := toolgateway.New(toolgateway.Config{Store: e.store, Registry: e.reg, LeaseMargin: e.margin, LeaseRenewal: renewal, Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	req := request(t, "sess-lr", 1, "c", "long", `{}`)
+	done := make(chan error, 1)
+	go func() { done <- g.Handle(ctx, req) }()
+	<-started
+	cl, err := e.store.GetClaim(ctx, "sess-lr", "sess-lr/1/c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := e.clock.Now().Add(3*renewal + e.margin); !cl.LeaseUntil.Equal(want) {
+		t.Fatalf("lease until %v, want %v (three renewal periods + margin, not the 10-minute timeout)", cl.LeaseUntil, want)
+	}
+	// Time passes well beyond the first lease; the holder keeps renewing.
+	for range 4 {
+		e.clock.Advance(time.Second)
+		time.Sleep(3 * renewal)
+		var ra *bus.RetryAfterError
+		if err := e.gateway(nil, nil).Handle(ctx, req); !errors.As(err, &ra) {
+			t.Fatalf("a delivery while the holder runs: %v, want RetryAfter", err)
+		}
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if c := completed(t, e.only("sess-lr", 1, "c")); string(c.Output) != `"done"` {
+		t.Fatalf("output %s", c.Output)
+	}
+}
