@@ -22,7 +22,9 @@
 // `agentbus serve planner` and `serve executor` read it, consumes SQS queue
 // <prefix>-plugin-units, keeps its claim ledger in its own DynamoDB table
 // (<prefix>-plugin-units, created if missing) and publishes results to the
-// EventBridge bus <prefix>.
+// EventBridge bus <prefix>. Claim checks use the agentbus bucket
+// (<prefix>-blobs, --bucket): offloaded requests are read back from it and
+// large results offloaded to it.
 //
 // Exit status: 0 after SIGINT/SIGTERM, 2 for bad flags, an unknown queue
 // (the rule is missing) or a tool name the runtime already uses, 1 otherwise.
