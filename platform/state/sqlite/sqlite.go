@@ -208,8 +208,10 @@ const (
 			 VALUES (?, 1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
 	qGetSession    = `SELECT ` + sessionCols + ` FROM sessions WHERE id = ?`
 	qUpdateSession = `UPDATE sessions SET version = ?, status = ?, agent = ?, data = ?, updated_ms = ? WHERE id = ? AND version = ?`
-	qLastSeq       = `SELECT COALESCE(MAX(seq), 0) FROM history WHERE session_id = ?`
-	qInsertHistory = `INSERT INTO history (session_id, seq, source, event_id, type, time_ms, data) VALUES (?, ?, ?, ?, ?, ?, ?)
+	// One statement per entry: the next seq is computed in the INSERT (the
+	// SELECT's WHERE also keeps the upsert clause unambiguous for SQLite).
+	qInsertHistory = `INSERT INTO history (session_id, seq, source, event_id, type, time_ms, data)
+				 SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6 FROM history WHERE session_id = ?1
 				 ON CONFLICT (session_id, source, event_id) DO NOTHING`
 	qReadHistory = `SELECT seq, source, event_id, type, time_ms, data FROM history WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?`
 	qGetClaim    = `SELECT state, holder, attempt, lease_until_ms, expires_at_ms, result FROM claims WHERE session_id = ? AND key = ?`
@@ -228,7 +230,7 @@ const (
 )
 
 var (
-	txQueries = []string{qInsertOutbox, qDeleteOutbox, qInsertSession, qGetSession, qUpdateSession, qLastSeq,
+	txQueries = []string{qInsertOutbox, qDeleteOutbox, qInsertSession, qGetSession, qUpdateSession,
 		qInsertHistory, qGetClaim, qPutClaim, qGetStep, qStepResults, qOpenStep, qRecordResult, qCompleteStep,
 		qSavepoint, qRelease, qRollbackTo}
 	readQueries = []string{qGetSession, qReadHistory, qGetClaim, qPendingOutbox}
@@ -517,22 +519,17 @@ func (s *Store) AppendHistory(ctx context.Context, sessionID string, entries ...
 	}
 	added := 0
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		var last int64
-		if err := s.queryRow(ctx, tx, qLastSeq, sessionID).Scan(&last); err != nil {
-			return fmt.Errorf("append history %q: %w", sessionID, err)
-		}
 		for _, e := range entries {
 			var tms int64
 			if !e.Time.IsZero() {
 				tms = e.Time.UnixMilli()
 			}
 			res, err := s.exec(ctx, tx, qInsertHistory,
-				sessionID, last+1, e.Source, e.ID, e.Type, tms, nonNil(e.Data))
+				sessionID, e.Source, e.ID, e.Type, tms, nonNil(e.Data))
 			if err != nil {
 				return fmt.Errorf("append history %q: %w", sessionID, err)
 			}
 			if n, _ := res.RowsAffected(); n > 0 {
-				last++
 				added++
 			}
 		}
