@@ -80,3 +80,34 @@ func TestDocument(t *testing.T) {
 		t.Errorf("document = %s", b)
 	}
 }
+
+// FuzzResolve: any template against any document either resolves to JSON
+// or fails — it never panics — and a template without references resolves
+// to itself (as JSON).
+func FuzzResolve(f *testing.F) {
+	f.Add([]byte(`{"a":"$.input.x","b":{"c":"$.steps.s.id"},"l":[1,"x"]}`), []byte(`{"x":1}`), []byte(`{"id":"r"}`))
+	f.Add([]byte(`"$.steps"`), []byte(`{}`), []byte(`null`))
+	f.Add([]byte(`{"x":["$.input"]}`), []byte(`[]`), []byte(`"s"`))
+	f.Add([]byte(`{"n":1.5e3,"s":"$notref"}`), []byte(``), []byte(`{}`))
+	f.Fuzz(func(t *testing.T, tmpl, input, output []byte) {
+		doc := Document(input, map[string]json.RawMessage{"s": output})
+		got, err := Resolve(tmpl, doc)
+		if err != nil {
+			return
+		}
+		if !json.Valid(got) {
+			t.Fatalf("Resolve(%q) = %q, not JSON", tmpl, got)
+		}
+		// Without any "$" (also not escaped) the template has no reference.
+		if !strings.Contains(string(tmpl), "$") && !strings.Contains(string(tmpl), `\u`) && json.Valid(tmpl) && len(strings.TrimSpace(string(tmpl))) > 0 {
+			var a, b any
+			if json.Unmarshal(tmpl, &a) == nil && json.Unmarshal(got, &b) == nil {
+				ja, _ := json.Marshal(a)
+				jb, _ := json.Marshal(b)
+				if string(ja) != string(jb) {
+					t.Fatalf("literal template %s resolved to %s", tmpl, got)
+				}
+			}
+		}
+	})
+}
