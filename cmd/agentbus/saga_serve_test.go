@@ -188,8 +188,6 @@ func TestStepFunctionsWithLedgerConformance(t *testing.T) {
 	diffs := probeMotoSagaDifferences(t, sf, sq, table)
 	sagatest.Run(t, func(t *testing.T, tb *sagatest.Toolbox, defs []saga.Definition) sagatest.Harness {
 		for prefix, why := range map[string]string{
-			// They assert the tool's failure message reaches the outcome.
-			"FailAtEachStep": diffs.causeDropped, "CompensationKeepsFailing": diffs.causeDropped,
 			// They need a retried task to be able to succeed.
 			"TransientFailureRetried": diffs.retrySameToken, "CompensationRetried": diffs.retrySameToken,
 		} {
@@ -244,7 +242,9 @@ func TestStepFunctionsWithLedgerConformance(t *testing.T) {
 		s := newSagas()
 		startWorker(s)
 		t.Cleanup(stopWorker)
-		return sagatest.Harness{Runner: s.Runner, Invoker: inv, Restart: func() psaga.Runner {
+		// SF1: the cases that check a failed outcome run without the tool's
+		// message text while moto drops causes.
+		return sagatest.Harness{Runner: s.Runner, Invoker: inv, CausesDropped: diffs.causeDropped != "", Restart: func() psaga.Runner {
 			// The old worker dies without answering; a new one (and a new,
 			// stateless runner) takes over the same queue and ledger.
 			stopWorker()

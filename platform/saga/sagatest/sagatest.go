@@ -63,6 +63,11 @@ type Harness struct {
 	Restart func() psaga.Runner
 	// WaitTimeout bounds each Wait; zero means DefaultWaitTimeout.
 	WaitTimeout time.Duration
+	// CausesDropped says the runtime loses a failed task's message (the
+	// cause of SendTaskFailure: moto, docs/moto-differences.md SF1). The
+	// suite then checks every field of a failed outcome except the tool's
+	// message text, instead of skipping those cases.
+	CausesDropped bool
 }
 
 // NewHarness builds a harness for one case: a runner of defs whose
@@ -414,7 +419,7 @@ func testFailAtEachStep(t *testing.T, nh NewHarness) {
 				want[undoTools[j-1]] = 1
 			}
 			expectCompensated(t, o, linearSteps[k-1], toolErr, wantComp)
-			if !strings.Contains(o.Error, "injected failure") {
+			if !e.h.CausesDropped && !strings.Contains(o.Error, "injected failure") {
 				t.Errorf("Error = %q, want the tool's message in it", o.Error)
 			}
 			e.expectEffects(want)
@@ -499,7 +504,8 @@ func testCompensationFails(t *testing.T, nh NewHarness) {
 	}
 	expectErrorPrefix(t, "Error", o.Error, toolErr)
 	expectStrings(t, "Compensated", o.Compensated, []string{"c", "a"})
-	if len(o.Failures) != 1 || !strings.HasPrefix(o.Failures[0], "b: "+saga.ErrorTool) || !strings.Contains(o.Failures[0], "injected failure") {
+	if len(o.Failures) != 1 || !strings.HasPrefix(o.Failures[0], "b: "+saga.ErrorTool) ||
+		!e.h.CausesDropped && !strings.Contains(o.Failures[0], "injected failure") {
 		t.Errorf(`Failures = %q, want one "b: %s: …injected failure…"`, o.Failures, saga.ErrorTool)
 	}
 	e.expectEffects(map[string]int{ToolStepA: 1, ToolStepB: 1, ToolStepC: 1, ToolUndoC: 1, ToolUndoA: 1})
