@@ -25,6 +25,13 @@ const (
 	SagaCrash = "sagatest_crash"
 	// SagaIdem: step a, then "idem" (tool step_idem, idempotent), then b.
 	SagaIdem = "sagatest_idem"
+	// SagaMissingOutput: steps a, b with compensations; the output
+	// template reads a field b's output lacks, so every step is undone.
+	SagaMissingOutput = "sagatest_missing_output"
+	// SagaMissingInput: steps a, b, c with compensations; b's input reads
+	// a field a's output lacks, so b fails as invalid input (its tool never
+	// runs) and a is undone.
+	SagaMissingInput = "sagatest_missing_input"
 )
 
 // CrashTimeoutSeconds is the step timeout of SagaCrash and SagaIdem. A
@@ -33,6 +40,10 @@ const (
 // Step Functions, the redelivery of a crashed worker's task (the queue's
 // visibility timeout) must come well before it, or the state times out.
 const CrashTimeoutSeconds = 4
+
+// MissingField is a field no Toolbox tool returns (the missing-path
+// sagas read it).
+const MissingField = "not_returned"
 
 var inputSchema = json.RawMessage(`{"type":"object","properties":{"amount":{"type":"number"},"ms":{"type":"integer"}}}`)
 
@@ -117,8 +128,28 @@ func Definitions() map[string]saga.Definition {
 			{Name: "slow", Action: call(ToolSlow, `{"ms":"$.input.ms"}`), Retry: fast, TimeoutSeconds: 1},
 		},
 	}
+	missingOutput := saga.Definition{
+		Name:        SagaMissingOutput,
+		Description: "sagatest: an output template reading a field no step returns.",
+		InputSchema: inputSchema,
+		Steps: []saga.Step{
+			{Name: "a", Action: call(ToolStepA, `{"amount":"$.input.amount"}`), Compensation: undo(ToolUndoA, "a"), Retry: fast, TimeoutSeconds: 10},
+			{Name: "b", Action: call(ToolStepB, `{"prev":"$.steps.a.ref"}`), Compensation: undo(ToolUndoB, "b"), Retry: fast, TimeoutSeconds: 10},
+		},
+		Output: raw(`{"a":"$.steps.a.ref","missing":"$.steps.b.` + MissingField + `"}`),
+	}
+	missingInput := saga.Definition{
+		Name:        SagaMissingInput,
+		Description: "sagatest: a step input reading a field the earlier step does not return.",
+		InputSchema: inputSchema,
+		Steps: []saga.Step{
+			{Name: "a", Action: call(ToolStepA, `{"amount":"$.input.amount"}`), Compensation: undo(ToolUndoA, "a"), Retry: fast, TimeoutSeconds: 10},
+			{Name: "b", Action: call(ToolStepB, `{"prev":"$.steps.a.`+MissingField+`"}`), Compensation: undo(ToolUndoB, "b"), Retry: fast, TimeoutSeconds: 10},
+			{Name: "c", Action: call(ToolStepC, `{"prev":"$.steps.b.ref"}`), Compensation: undo(ToolUndoC, "c"), Retry: fast, TimeoutSeconds: 10},
+		},
+	}
 	out := map[string]saga.Definition{}
-	for _, d := range []saga.Definition{linear(SagaLinear, false), linear(SagaGap, true), crash, idem, slow, timeout} {
+	for _, d := range []saga.Definition{linear(SagaLinear, false), linear(SagaGap, true), crash, idem, slow, timeout, missingOutput, missingInput} {
 		out[d.Name] = d
 	}
 	return out

@@ -284,8 +284,13 @@ func prefixes(sagaName, name string) bool {
 // those that failed. The Compensated state's cause may carry only the
 // first three fields and the CompensationFailed state's only the failures
 // map (the contract's minimal shapes); outcome copes with both.
+//
+// FailedStep is a pointer because "" is a real value: the output template
+// could not be built after every step succeeded (the embedded runner
+// reports the same with an empty FailedStep), which differs from a cause
+// without the member at all (not our report).
 type report struct {
-	FailedStep           string          `json:"failedStep"`
+	FailedStep           *string         `json:"failedStep"`
 	Error                string          `json:"error"`
 	Cause                string          `json:"cause"`
 	Compensated          json.RawMessage `json:"compensated"`
@@ -333,10 +338,13 @@ func (r *Runner) outcome(name string, out *sfn.DescribeExecutionOutput) (saga.Ou
 	if json.Unmarshal([]byte(cause), &rep) != nil {
 		return abnormal()
 	}
+	// ours: the cause is the generated ASL's failure report (it names the
+	// failed step, "" when the output template failed, and its error).
+	ours := rep.FailedStep != nil && rep.Error != ""
 	failures, ferr := orderedObject(rep.CompensationFailures)
 	if errName == errCompensationFailed {
 		o.Status = saga.StatusCompensationFailed
-		if rep.FailedStep == "" && ferr == nil && len(failures) == 0 {
+		if !ours && ferr == nil && len(failures) == 0 {
 			// The minimal shape: the cause is the failures map itself.
 			failures, ferr = orderedObject(json.RawMessage(cause))
 		}
@@ -344,13 +352,13 @@ func (r *Runner) outcome(name string, out *sfn.DescribeExecutionOutput) (saga.Ou
 			return abnormal()
 		}
 	} else {
-		if rep.FailedStep == "" {
+		if !ours {
 			return abnormal()
 		}
 		o.Status = saga.StatusCompensated
 	}
-	o.FailedStep = rep.FailedStep
-	if rep.FailedStep != "" {
+	if ours {
+		o.FailedStep = *rep.FailedStep
 		o.Error = rep.Error + ": " + rep.Cause
 	}
 	for _, f := range failures {

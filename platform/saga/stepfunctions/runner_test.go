@@ -237,6 +237,19 @@ func TestDescribeOutcomes(t *testing.T) {
 		{"compensation failed (failures only)", sfn.DescribeExecutionOutput{Status: types.ExecutionStatusFailed, Error: aws.String(def.ErrorCompensationFailed),
 			Cause: aws.String(`{"b":{"Error":"agentbus.ToolError","Cause":"hotel down"},"a":{"Error":"States.Timeout","Cause":""}}`)},
 			saga.Outcome{Status: saga.StatusCompensationFailed, Failures: []string{"b: agentbus.ToolError: hotel down", "a: States.Timeout: "}}, false},
+		// The output template read a missing path after every step
+		// succeeded: every step was undone and no step failed (the embedded
+		// runner reports the same: FailedStep "", Error InvalidInput).
+		{"compensated after the output template failed", sfn.DescribeExecutionOutput{Status: types.ExecutionStatusFailed, Error: aws.String(def.ErrorInvalidInput),
+			Cause: aws.String(`{"failedStep":"","error":"agentbus.InvalidInput","cause":"output template: template path not found: one of $.steps.b.x","compensated":{"b":{},"a":{}}}`)},
+			saga.Outcome{Status: saga.StatusCompensated, FailedStep: "", Error: "agentbus.InvalidInput: output template: template path not found: one of $.steps.b.x", Compensated: []string{"b", "a"}}, false},
+		{"compensation failed after the output template failed", sfn.DescribeExecutionOutput{Status: types.ExecutionStatusFailed, Error: aws.String(def.ErrorCompensationFailed),
+			Cause: aws.String(`{"failedStep":"","error":"agentbus.InvalidInput","cause":"output template: missing","compensated":{"a":{}},"compensationFailures":{"b":{"Error":"agentbus.ToolError","Cause":"down"}}}`)},
+			saga.Outcome{Status: saga.StatusCompensationFailed, FailedStep: "", Error: "agentbus.InvalidInput: output template: missing", Compensated: []string{"a"}, Failures: []string{"b: agentbus.ToolError: down"}}, false},
+		{"failed, report without failedStep", sfn.DescribeExecutionOutput{Status: types.ExecutionStatusFailed, Error: aws.String(def.ErrorTool),
+			Cause: aws.String(`{"error":"agentbus.ToolError","cause":"x"}`)}, saga.Outcome{}, true},
+		{"failed, report without error", sfn.DescribeExecutionOutput{Status: types.ExecutionStatusFailed, Error: aws.String(def.ErrorInvalidInput),
+			Cause: aws.String(`{"failedStep":""}`)}, saga.Outcome{}, true},
 		{"failed without our report", sfn.DescribeExecutionOutput{Status: types.ExecutionStatusFailed, Error: aws.String("States.Runtime"), Cause: aws.String("path $.x not found")}, saga.Outcome{}, true},
 		{"failed, JSON cause but not ours", sfn.DescribeExecutionOutput{Status: types.ExecutionStatusFailed, Error: aws.String("X"), Cause: aws.String(`{"a":1}`)}, saga.Outcome{}, true},
 		{"compensation failed, empty failures", sfn.DescribeExecutionOutput{Status: types.ExecutionStatusFailed, Error: aws.String(def.ErrorCompensationFailed), Cause: aws.String(`{}`)}, saga.Outcome{}, true},
