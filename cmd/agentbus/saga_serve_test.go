@@ -244,14 +244,15 @@ func TestStepFunctionsWithLedgerConformance(t *testing.T) {
 		t.Cleanup(stopWorker)
 		// SF1: the cases that check a failed outcome run without the tool's
 		// message text while moto drops causes.
-		return sagatest.Harness{Runner: s.Runner, Invoker: inv, CausesDropped: diffs.causeDropped != "", Restart: func() psaga.Runner {
-			// The old worker dies without answering; a new one (and a new,
-			// stateless runner) takes over the same queue and ledger.
-			stopWorker()
-			s2 := newSagas()
-			startWorker(s2)
-			return s2.Runner
-		}}
+		return sagatest.Harness{Runner: s.Runner, Invoker: inv, CausesDropped: diffs.causeDropped != "",
+			RetriesReplayFirstOutcome: diffs.retrySameToken != "", Restart: func() psaga.Runner {
+				// The old worker dies without answering; a new one (and a new,
+				// stateless runner) takes over the same queue and ledger.
+				stopWorker()
+				s2 := newSagas()
+				startWorker(s2)
+				return s2.Runner
+			}}
 	})
 }
 

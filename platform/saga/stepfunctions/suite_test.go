@@ -57,7 +57,7 @@ func TestConformance(t *testing.T) {
 		}
 		// SF1: the cases that check a failed outcome run here too, without
 		// the tool's message text, while moto still drops causes.
-		return sagatest.Harness{Runner: r, Invoker: inv, CausesDropped: causeDropped(t), Restart: func() saga.Runner {
+		return sagatest.Harness{Runner: r, Invoker: inv, CausesDropped: causeDropped(t), RetriesReplayFirstOutcome: retryReusesToken(t), Restart: func() saga.Runner {
 			// A crash: the old worker stops at once (ShutdownTimeout 1ms
 			// cancels what it still runs, unanswered) and a new one takes
 			// over the same queue; the runner is stateless.
