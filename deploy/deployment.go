@@ -60,7 +60,13 @@ type DeployedRule struct {
 // SubscriberRules evaluates every call of the subscriber module in m (for
 // each for_each element) and returns the rules it deploys by name.
 func SubscriberRules(m *Module) (map[string]DeployedRule, error) {
-	ev, err := NewEvaluator(m, nil)
+	return SubscriberRulesWith(m, nil)
+}
+
+// SubscriberRulesWith is SubscriberRules with the given variable values
+// (rules that exist only for some settings, such as the saga rule).
+func SubscriberRulesWith(m *Module, vars map[string]cty.Value) (map[string]DeployedRule, error) {
+	ev, err := NewEvaluator(m, vars)
 	if err != nil {
 		return nil, err
 	}

@@ -1,11 +1,15 @@
 package deploy
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/agentbus/agentbus/events"
+	"github.com/agentbus/agentbus/events/rules"
 )
 
 // SagaLogDeliveryActions are the CloudWatch Logs actions Step Functions
@@ -202,6 +206,72 @@ func CheckExampleSagas(m *Module, sagas, want []string) []error {
 	}
 	if !found {
 		errs = append(errs, fmt.Errorf("example: no aws_iam_role_policy gives the tool-gateway's task role data.aws_iam_policy_document.toolgateway_sagas"))
+	}
+	return errs
+}
+
+// SagaRuleName is the rule that routes calls of the saga tools to the
+// tool-gateway's queue (the embedded runtime and `agentbus stack bootstrap
+// --sagas-dir` create a rule of the same name and pattern).
+const SagaRuleName = "toolgateway-sagas"
+
+// SagaRulePattern is the event pattern of SagaRuleName for the saga names:
+// ToolInvocationRequested whose toolname is one of them.
+func SagaRulePattern(sagas []string) json.RawMessage {
+	b, _ := json.Marshal(map[string]any{
+		"detail-type": []string{events.TypeToolInvocationRequested},
+		"detail":      map[string]any{events.ExtToolName: slices.Sorted(slices.Values(sagas))},
+	})
+	return b
+}
+
+// CheckExampleSagaRouting checks the saga rule of the example: with
+// saga_definitions_dir set (the tool-gateway offers the sagas) the
+// tool-gateway's subscriber deploys exactly one rule beyond the catalog,
+// SagaRuleName, whose pattern names exactly sagas (the sagas the state
+// machines are built from); without it, no rule beyond the catalog.
+func CheckExampleSagaRouting(m *Module, sagas []string, catalog []rules.Rule) []error {
+	inCatalog := map[string]bool{}
+	for _, r := range catalog {
+		inCatalog[r.Name] = true
+	}
+	extra := func(vars map[string]cty.Value) (map[string]DeployedRule, error) {
+		deployed, err := SubscriberRulesWith(m, vars)
+		if err != nil {
+			return nil, err
+		}
+		for name := range deployed {
+			if inCatalog[name] {
+				delete(deployed, name)
+			}
+		}
+		return deployed, nil
+	}
+	var errs []error
+	off, err := extra(nil)
+	if err != nil {
+		return []error{err}
+	}
+	for name := range off {
+		errs = append(errs, fmt.Errorf("without saga_definitions_dir the example deploys rule %s beyond the catalog", name))
+	}
+	on, err := extra(map[string]cty.Value{"saga_definitions_dir": cty.StringVal("/etc/agentbus/sagas")})
+	if err != nil {
+		return append(errs, err)
+	}
+	r, ok := on[SagaRuleName]
+	switch {
+	case !ok:
+		errs = append(errs, fmt.Errorf("with saga_definitions_dir the example deploys no rule %s routing the saga tools to the tool-gateway", SagaRuleName))
+	case r.Queue != "toolgateway":
+		errs = append(errs, fmt.Errorf("rule %s targets queue %s, want toolgateway", SagaRuleName, r.Queue))
+	case !sameJSON(r.EventPattern, SagaRulePattern(sagas)):
+		errs = append(errs, fmt.Errorf("rule %s: pattern %s, want %s", SagaRuleName, r.EventPattern, SagaRulePattern(sagas)))
+	}
+	for name := range on {
+		if name != SagaRuleName {
+			errs = append(errs, fmt.Errorf("with saga_definitions_dir the example deploys rule %s beyond the catalog and %s", name, SagaRuleName))
+		}
 	}
 	return errs
 }

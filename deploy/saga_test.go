@@ -2,10 +2,12 @@ package deploy
 
 import (
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/agentbus/agentbus/events/rules"
 	"github.com/agentbus/agentbus/platform/saga/stepfunctions"
 	"github.com/agentbus/agentbus/saga"
 )
@@ -42,6 +44,87 @@ func TestExampleSagas(t *testing.T) {
 	for _, err := range CheckExampleSagas(loadModule(t, exampleDir), names, want) {
 		t.Error(err)
 	}
+}
+
+// TestExampleSagaRouting: with the sagas offered, the example routes calls
+// of exactly the example sagas to the tool-gateway's queue; without, it
+// deploys only the catalog.
+func TestExampleSagaRouting(t *testing.T) {
+	t.Parallel()
+	catalog, err := rules.Catalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range CheckExampleSagaRouting(loadModule(t, exampleDir), exampleSagaNames(t), catalog) {
+		t.Error(err)
+	}
+}
+
+// TestExampleSagaRoutingFails: the routing check reports broken copies of
+// the example.
+func TestExampleSagaRoutingFails(t *testing.T) {
+	t.Parallel()
+	catalog, err := rules.Catalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ name, old, new, want string }{
+		{"always on", `var.saga_definitions_dir != null && length(local.sagas) > 0 ?`, `length(local.sagas) > 0 ?`, "without saga_definitions_dir the example deploys rule " + SagaRuleName},
+		{"missing", `}, each.key == "toolgateway" ? local.saga_rules : {})`, `}, {})`, "deploys no rule " + SagaRuleName},
+		{"wrong queue", `each.key == "toolgateway" ? local.saga_rules`, `each.key == "planner" ? local.saga_rules`, "targets queue planner"},
+		{"hard-coded names", `toolname = sort(local.sagas)`, `toolname = ["book_trip", "other_saga"]`, "other_saga"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			dir := mutatedCopy(t, exampleCopy(t), "main.tf", c.old, c.new)
+			errs := CheckExampleSagaRouting(loadModule(t, dir), exampleSagaNames(t), catalog)
+			for _, err := range errs {
+				if strings.Contains(err.Error(), c.want) {
+					return
+				}
+			}
+			t.Errorf("want an error containing %q, got %v", c.want, errs)
+		})
+	}
+	// The unbroken copy passes (so the cases above fail for their change).
+	if errs := CheckExampleSagaRouting(loadModule(t, exampleCopy(t)), exampleSagaNames(t), catalog); len(errs) > 0 {
+		t.Errorf("unbroken copy: %v", errs)
+	}
+}
+
+// exampleCopy copies the example to a temporary folder whose rule catalog
+// and generated sagas are the real ones (the relative paths of a copy would
+// find none).
+func exampleCopy(t *testing.T) string {
+	t.Helper()
+	abs := func(p string) string {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	dir := mutatedCopy(t, exampleDir, "main.tf", `sagas_dir = "${path.module}/../../sagas"`, `sagas_dir = "`+abs("../terraform/sagas")+`"`)
+	return mutatedCopy(t, dir, "main.tf", `rules_dir = "${path.module}/../../../events/rules"`, `rules_dir = "`+abs("../events/rules")+`"`)
+}
+
+// exampleSagaNames are the names of the sagas in examples/sagas, sorted.
+func exampleSagaNames(t *testing.T) []string {
+	t.Helper()
+	defs, err := saga.Load(os.DirFS("../examples/sagas"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, d := range defs {
+		names = append(names, d.Name)
+	}
+	slices.Sort(names)
+	if len(names) == 0 {
+		t.Fatal("no example sagas")
+	}
+	return names
 }
 
 // TestSagaChecksFail: the saga checks report a broken copy of the module

@@ -54,12 +54,12 @@ module "subscriber" {
   name           = each.key
   name_prefix    = var.name
   event_bus_name = module.bus.name
-  rules = {
+  rules = merge({
     for r in each.value : r.name => {
       description   = r.description
       event_pattern = jsonencode(r.eventPattern)
     }
-  }
+  }, each.key == "toolgateway" ? local.saga_rules : {})
   max_receive_count          = try(each.value[0].target.maxReceiveCount, 5)
   visibility_timeout_seconds = try(each.value[0].target.visibilityTimeoutSeconds, 30)
   kms_master_key_id          = var.kms_key_arn
@@ -174,6 +174,22 @@ locals {
     AGENTBUS_SAGA_STATE_MACHINES = join(",", [for n, s in module.saga : "${n}=${s.state_machine_arn}"])
     AGENTBUS_SAGAS_DIR           = var.saga_definitions_dir
   }
+
+  # A model's call of a saga is a ToolInvocationRequested whose toolname is
+  # the saga's name; the catalog's toolgateway-builtin-tools rule names only
+  # the built-ins, so this rule routes the saga names (the same set the state
+  # machines are built from) to the tool-gateway's queue. Only when the
+  # tool-gateway offers the sagas; `agentbus run`/`dev` add the same rule
+  # in-process and `agentbus stack bootstrap --sagas-dir` on AWS.
+  saga_rules = var.saga_definitions_dir != null && length(local.sagas) > 0 ? {
+    "toolgateway-sagas" = {
+      description = "Calls of saga tools: the tool-gateway starts the saga and reports its outcome."
+      event_pattern = jsonencode({
+        "detail-type" = ["agentbus.tool.invocation.requested.v1"]
+        detail        = { toolname = sort(local.sagas) }
+      })
+    }
+  } : {}
 }
 
 module "saga_queue" {
