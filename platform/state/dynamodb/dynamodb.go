@@ -19,12 +19,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"net/url"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -89,6 +91,26 @@ type Store struct {
 	// txBudget is the payload bytes one transaction may carry inline
 	// (TransactWriteItems allows 4 MB in total).
 	txBudget int
+	// sessionLocks serialise this process's conditional writes to one
+	// session (striped by session id): history appends, which race on the
+	// session's sequence counter, session updates (version checks), and
+	// step transitions, where every fan-in result tries to complete the
+	// step. A service's concurrent handlers
+	// would otherwise lose transactions to each other: each loss costs a
+	// failed transaction (capacity on AWS; on moto, a whole-table restore
+	// that erases other writes, docs/moto-differences.md D3) and a retry.
+	// Other processes still race through the conditions, which stay the
+	// guarantee.
+	sessionLocks [64]sync.Mutex
+}
+
+// lockSession takes this process's lock of the session's stripe.
+func (st *Store) lockSession(sessionID string) (unlock func()) {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(sessionID))
+	mu := &st.sessionLocks[h.Sum32()%uint32(len(st.sessionLocks))]
+	mu.Lock()
+	return mu.Unlock
 }
 
 var _ state.Store = (*Store)(nil)
@@ -512,6 +534,7 @@ func (st *Store) UpdateSession(ctx context.Context, sess state.Session, out ...s
 	if err := state.ValidateOutbox(out); err != nil {
 		return state.Session{}, err
 	}
+	defer st.lockSession(sess.ID)()
 	// Read first: it tells a missing session from a stale version, and
 	// gives CreatedAt (a transaction returns no values).
 	cur, err := st.GetSession(ctx, sess.ID)
@@ -739,6 +762,7 @@ func (st *Store) AppendHistory(ctx context.Context, sessionID string, entries ..
 			refs[d] = k
 		}
 	}
+	defer st.lockSession(sessionID)()
 	added := 0
 	for _, chunk := range chunkEntries(uniq, refs, st.txBudget) {
 		n, err := st.appendChunk(ctx, sessionID, chunk, refs)
@@ -1191,6 +1215,7 @@ func (st *Store) OpenStep(ctx context.Context, k state.StepKey, callIDs []string
 	if err := state.ValidateOutbox(out); err != nil {
 		return state.StepState{}, false, err
 	}
+	defer st.lockSession(k.SessionID)()
 	// A step already opened (a redelivered StepPlanned, e.g. the executor's
 	// timeout check) would fail the transaction's condition. Reading first
 	// skips a transaction that is known to fail: it saves the write
@@ -1260,6 +1285,7 @@ func (st *Store) CompleteStep(ctx context.Context, k state.StepKey, out ...state
 	}
 	// Fan-in: every result's handler tries to complete the step; all but
 	// one lose. Skip the transaction known to fail (see OpenStep).
+	defer st.lockSession(k.SessionID)()
 	if cur, err := st.readStep(ctx, k); err != nil {
 		return false, fmt.Errorf("complete step %v: %w", k, err)
 	} else if cur.Done {
