@@ -39,7 +39,9 @@ func (s *Store) PutToolSpecs(ctx context.Context, specs ...state.ToolSpec) error
 	now := s.nowMs()
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for _, sp := range specs {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO tool_specs(name, plugin, spec, updated_ms) VALUES (?, ?, ?, ?)
+			// s.exec, not tx.ExecContext: an interrupted statement would roll
+			// back the group-committed transaction other callers share.
+			if _, err := s.exec(ctx, tx, `INSERT INTO tool_specs(name, plugin, spec, updated_ms) VALUES (?, ?, ?, ?)
 ON CONFLICT(name) DO UPDATE SET plugin = excluded.plugin, spec = excluded.spec, updated_ms = excluded.updated_ms`,
 				sp.Name, sp.Plugin, sp.Spec, now); err != nil {
 				return fmt.Errorf("sqlite: put tool spec %s: %w", sp.Name, err)
