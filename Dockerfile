@@ -14,5 +14,9 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
 # Run stage: distroless static (no shell, no package manager), non-root.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/agentbus /agentbus
+# The example saga definitions (not their demo scripts), for
+# `serve toolgateway`'s AGENTBUS_SAGAS_DIR / terraform's saga_definitions_dir
+# (docs/sagas.md). They must match the state machines deployed from them.
+COPY examples/sagas/*.json /etc/agentbus/sagas/
 USER nonroot:nonroot
 ENTRYPOINT ["/agentbus"]

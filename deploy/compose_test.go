@@ -353,7 +353,7 @@ func TestDockerfile(t *testing.T) {
 	defer f.Close()
 	var froms []string
 	var user, entrypoint string
-	cgoOff := false
+	cgoOff, sagas := false, false
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -369,6 +369,12 @@ func TestDockerfile(t *testing.T) {
 			user = fields[1]
 		case "ENTRYPOINT":
 			entrypoint = strings.Join(fields[1:], " ")
+		case "COPY":
+			// The saga definitions, and only them (not the demo
+			// scripts), in the final image (docs/sagas.md).
+			if len(froms) >= 2 && slices.Equal(fields[1:], []string{"examples/sagas/*.json", "/etc/agentbus/sagas/"}) {
+				sagas = true
+			}
 		}
 		if strings.Contains(line, "CGO_ENABLED=0") && len(froms) == 1 {
 			cgoOff = true
@@ -386,6 +392,9 @@ func TestDockerfile(t *testing.T) {
 	}
 	if user == "" || strings.HasPrefix(user, "root") || strings.HasPrefix(user, "0") {
 		t.Errorf("final stage USER %q: want a non-root user", user)
+	}
+	if !sagas {
+		t.Error("the final stage must COPY examples/sagas/*.json /etc/agentbus/sagas/ (the saga definitions for AGENTBUS_SAGAS_DIR)")
 	}
 	if entrypoint != `["/agentbus"]` {
 		t.Errorf("ENTRYPOINT %s, want [\"/agentbus\"]", entrypoint)

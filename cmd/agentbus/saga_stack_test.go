@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -18,10 +20,13 @@ import (
 	sqssdk "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/agentbus/agentbus/deploy"
 	"github.com/agentbus/agentbus/events"
+	"github.com/agentbus/agentbus/events/rules"
 	"github.com/agentbus/agentbus/platform/bus/eventbridge"
 	"github.com/agentbus/agentbus/platform/bus/sqs"
 	"github.com/agentbus/agentbus/platform/saga/stepfunctions"
+	"github.com/agentbus/agentbus/saga"
 )
 
 // sagasDirOf copies the example saga definitions (not their scripts) into
@@ -224,5 +229,43 @@ func teardownSagaStack(ep, prefix string, sagas []string) {
 				}
 			}
 		}
+	}
+}
+
+// TestSagaRuleSameEverywhere: the rule the embedded runtime and bootstrap
+// add is the one deploy checks the Terraform example for (name, pattern),
+// and bootstrap takes the tool-gateway queue's settings from the catalog.
+func TestSagaRuleSameEverywhere(t *testing.T) {
+	t.Parallel()
+	defs, err := saga.Load(os.DirFS("../../examples/sagas"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, len(defs))
+	for i, d := range defs {
+		names[i] = d.Name
+	}
+	r, ok := sagaToolsRule(defs)
+	if !ok || r.Name != deploy.SagaRuleName || r.Target.Queue != "toolgateway" {
+		t.Fatalf("sagaToolsRule = %+v, %v; want %s to toolgateway", r, ok, deploy.SagaRuleName)
+	}
+	var got, want any
+	if json.Unmarshal(r.EventPattern, &got) != nil || json.Unmarshal(deploy.SagaRulePattern(names), &want) != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("embedded pattern %s, deploy checks %s", r.EventPattern, deploy.SagaRulePattern(names))
+	}
+
+	catalog, err := rules.Catalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	br, err := bootstrapSagaRule(catalog, defs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rules.Queues(append(catalog, br)); err != nil {
+		t.Errorf("bootstrap's saga rule conflicts with the catalog's queue settings: %v", err)
+	}
+	if _, err := bootstrapSagaRule(append(catalog, br), defs); err == nil {
+		t.Error("a rule file defining toolgateway-sagas was accepted")
 	}
 }

@@ -133,7 +133,7 @@ variable "tags" {
 }
 
 variable "saga_definitions_dir" {
-  description = "Folder inside the image that holds the saga definition files (the examples/sagas/*.json the state machines were generated from, e.g. COPY examples/sagas /sagas in a derived image). When set, the tool-gateway runs the sagas (AGENTBUS_SAGA_* settings); null deploys the state machines without offering them."
+  description = "Folder inside the image that holds the saga definition files (the examples/sagas/*.json the state machines were generated from; the stock image has them in /etc/agentbus/sagas). When set, the tool-gateway runs the sagas (AGENTBUS_SAGA_* settings) and the rule toolgateway-sagas routes their calls to it; null deploys the state machines without offering them."
   type        = string
   default     = null
 
