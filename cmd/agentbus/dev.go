@@ -68,23 +68,18 @@ in the data folder (see agentbus sessions).`,
 					return usageErr(err)
 				}
 			}
-			extra, err := dataDirRules(f.dataDir)
+			cfg, err := f.embedded(m, log)
 			if err != nil {
-				return usageErr(err)
+				return err
 			}
-			sagas, err := f.sagas.load()
-			if err != nil {
-				return usageErr(err)
-			}
-			rt, err := startEmbedded(ctx, embeddedConfig{DataDir: f.dataDir, Model: m, Logger: log, ExtraRules: extra,
-				Sagas: sagaConfig{Definitions: sagas}})
+			rt, err := startEmbedded(ctx, cfg)
 			if err != nil {
 				return err
 			}
 			defer rt.Close()
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "agentbus dev · model %s · data %s\n", modelName, f.dataDir)
-			for _, r := range extra {
+			for _, r := range cfg.ExtraRules {
 				fmt.Fprintf(out, "plug-in rule %s → queue %s\n", r.Name, r.Target.Queue)
 			}
 			if srv.listen != "" {

@@ -33,6 +33,22 @@ type runFlags struct {
 	sagas      sagaFlags
 }
 
+// embedded is the embedded runtime's configuration for run and dev: the
+// data folder with its added plug-in rules, and the sagas of --saga and
+// --sagas-dir. Bad rule or saga files are usage errors.
+func (f runFlags) embedded(m model.Model, log *slog.Logger) (embeddedConfig, error) {
+	extra, err := dataDirRules(f.dataDir)
+	if err != nil {
+		return embeddedConfig{}, usageErr(err)
+	}
+	sagas, err := f.sagas.load()
+	if err != nil {
+		return embeddedConfig{}, usageErr(err)
+	}
+	return embeddedConfig{DataDir: f.dataDir, Model: m, Logger: log, ExtraRules: extra,
+		Sagas: sagaConfig{Definitions: sagas}}, nil
+}
+
 func newRunCmd() *cobra.Command {
 	var f runFlags
 	cmd := &cobra.Command{
@@ -126,16 +142,11 @@ func runAgent(ctx context.Context, stdout, stderr io.Writer, prompt string, f ru
 	if f.verbose {
 		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	extra, err := dataDirRules(f.dataDir)
+	cfg, err := f.embedded(m, log)
 	if err != nil {
-		return usageErr(err)
+		return err
 	}
-	sagas, err := f.sagas.load()
-	if err != nil {
-		return usageErr(err)
-	}
-	rt, err := startEmbedded(ctx, embeddedConfig{DataDir: f.dataDir, Model: m, Logger: log, ExtraRules: extra,
-		Sagas: sagaConfig{Definitions: sagas}})
+	rt, err := startEmbedded(ctx, cfg)
 	if err != nil {
 		return err
 	}
