@@ -20,8 +20,8 @@ import (
 func TestDefinitionsValid(t *testing.T) {
 	t.Parallel()
 	defs := sagatest.Definitions()
-	if len(defs) != 6 {
-		t.Fatalf("%d definitions, want 6", len(defs))
+	if len(defs) != 8 {
+		t.Fatalf("%d definitions, want 8", len(defs))
 	}
 	for name, d := range defs {
 		if d.Name != name {
