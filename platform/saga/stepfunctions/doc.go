@@ -19,7 +19,9 @@
 // agentbus.Compensated); one whose compensation failed ends in
 // "CompensationFailed" (error agentbus.CompensationFailed). The cause of all
 // three is the JSON report {failedStep, error, cause, compensated,
-// compensationFailures}, from which Describe builds the saga.Outcome; any
+// compensationFailures}, from which Describe builds the saga.Outcome
+// (failedStep "" is the output template's missing path after every step
+// succeeded: Outcome.FailedStep "", as the embedded runner reports it); any
 // other end (TIMED_OUT, ABORTED, a FAILED without the report) is an
 // *EndError (ErrAbnormalEnd), never a success.
 //
