@@ -132,6 +132,55 @@ func Size(ev event.Event) (int, error) {
 	return fixed + detail + SafetyMargin, nil
 }
 
+// sizeBound returns an upper bound of Size(ev) computed from the lengths of
+// ev's fields alone, without rendering anything, and false when ev has
+// something it cannot bound (another spec version, an extension value that
+// is not a string, integer or boolean). Publish uses it to skip the exact
+// measurement (~3% of the embedded loop's CPU, which encoded every event
+// just to count its bytes) when even the bound is under the limit.
+//
+// Why it bounds: every string in the envelope and in the CloudEvent JSON is
+// written escaped, and JSON escaping (including the HTML and line-separator
+// escapes of encoding/json) turns one input byte into at most 6 output bytes
+// (\u00XX; a 3-byte U+2028 becomes 6); data is written raw and compacted
+// (never longer than escaped), as a JSON string (at most 6 per byte) or in
+// base64 (4 per 3 bytes). Field names, quotes, separators and the
+// placeholders are a fixed part far below fixedBound.
+func sizeBound(ev event.Event) (int, bool) {
+	if ev.SpecVersion() != event.CloudEventsVersionV1 {
+		return 0, false
+	}
+	n := 0
+	for _, s := range [...]string{ev.ID(), ev.Source(), ev.Type(), ev.Subject(), ev.DataContentType(), ev.DataSchema(),
+		// source and type again: the envelope's source and detail-type.
+		ev.Source(), ev.Type()} {
+		n += len(s)
+	}
+	for name, v := range ev.Extensions() {
+		n += len(name)
+		switch v := v.(type) {
+		case string:
+			n += len(v)
+		case int32:
+			n += 11
+		case bool:
+			n += 5
+		default:
+			return 0, false
+		}
+	}
+	n += len(ev.Data())
+	return fixedBound + 6*n + len(ev.Extensions())*extBound + SafetyMargin, true
+}
+
+const (
+	// fixedBound covers the envelope's and the event's field names, quotes,
+	// separators, the placeholders and a time (well under 600 bytes).
+	fixedBound = 1 << 10
+	// extBound covers one extension's quotes, colon and comma.
+	extBound = 8
+)
+
 var (
 	placeholderID      = "00000000-0000-0000-0000-000000000000"
 	placeholderTime    = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -248,6 +297,9 @@ func (p *Publisher) prepare(ctx context.Context, ev event.Event) (event.Event, e
 	// (offloading an event that compaction would have squeezed under the
 	// limit costs only a blob write).
 	if len(data) < p.opts.limit {
+		if bound, ok := sizeBound(ev); ok && bound <= p.opts.limit {
+			return ev, nil // Size(ev) <= bound: passes whole, as below
+		}
 		size, err := Size(ev)
 		if err != nil {
 			// Not measurable means not a valid event: next owns the verdict.
