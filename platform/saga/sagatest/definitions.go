@@ -15,8 +15,9 @@ const (
 	// SagaGap: steps a, b, c, d where b has no compensation.
 	SagaGap = "sagatest_gap"
 	// SagaSlow: step a, then step "slow" (tool slow, sleeping input.ms
-	// from the saga input's "ms") with HeartbeatSeconds 1 and a 10 s
-	// timeout, then step b.
+	// from the saga input's "ms") with HeartbeatSeconds 2 and a 15 s
+	// timeout, then step b. (A 1 s heartbeat timeout was too tight for a
+	// loaded moto: a late heartbeat timed the step out.)
 	SagaSlow = "sagatest_slow"
 	// SagaTimeout: step a, then "slow" with a 1 s timeout and no retry.
 	SagaTimeout = "sagatest_timeout"
@@ -114,7 +115,7 @@ func Definitions() map[string]saga.Definition {
 		InputSchema: inputSchema,
 		Steps: []saga.Step{
 			{Name: "a", Action: call(ToolStepA, `{"amount":"$.input.amount"}`), Compensation: undo(ToolUndoA, "a"), Retry: fast, TimeoutSeconds: 10},
-			{Name: "slow", Action: call(ToolSlow, `{"ms":"$.input.ms"}`), Retry: noRetry, TimeoutSeconds: 10, HeartbeatSeconds: 1},
+			{Name: "slow", Action: call(ToolSlow, `{"ms":"$.input.ms"}`), Retry: noRetry, TimeoutSeconds: 15, HeartbeatSeconds: 2},
 			{Name: "b", Action: call(ToolStepB, `{"prev":"$.steps.slow.ref"}`), Compensation: undo(ToolUndoB, "b"), Retry: fast, TimeoutSeconds: 10},
 		},
 		Output: raw(`{"slow":"$.steps.slow.ref","b":"$.steps.b.ref"}`),

@@ -585,7 +585,8 @@ func testTimeout(t *testing.T, nh NewHarness) {
 // reports the execution running meanwhile.
 func testSlow(t *testing.T, nh NewHarness) {
 	e := setup(t, nh, SagaSlow)
-	req := e.start(SagaSlow, `{"amount":1,"ms":2500}`)
+	// 5 s: the step lives only if the worker heartbeats (2 s timeout).
+	req := e.start(SagaSlow, `{"amount":1,"ms":5000}`)
 	d, err := e.current().Describe(context.Background(), req.Name)
 	if err != nil {
 		t.Fatalf("Describe of a running execution: %v", err)
