@@ -335,3 +335,78 @@ func TestWorkerSettles(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkerPool: the fixed handler pool runs exactly Concurrency handlers at
+// once, handles every message, and Run returns only after the handlers that
+// were running when its context ended have finished and been acked.
+func TestWorkerPool(t *testing.T) {
+	t.Parallel()
+	const concurrency, total = 3, 20
+	fq := &fakeQueue{nacked: map[string]time.Duration{}, reasons: map[string]string{}, dead: map[string]string{}}
+	for i := range total {
+		id := fmt.Sprintf("m-%d", i)
+		fq.msgs = append(fq.msgs, bus.Message{ID: id, Receipt: "r-" + id, Event: testEvent(id), ReceiveCount: 1})
+	}
+	var (
+		mu            sync.Mutex
+		running, peak int
+		handled       int
+		release       = make(chan struct{})
+	)
+	h := func(ctx context.Context, _ event.Event) error {
+		mu.Lock()
+		running++
+		peak = max(peak, running)
+		handled++
+		n := handled
+		mu.Unlock()
+		if n > total-concurrency {
+			// The last ones block until the test releases them after
+			// cancelling Run: shutdown must wait for them.
+			<-release
+		} else {
+			time.Sleep(2 * time.Millisecond)
+		}
+		mu.Lock()
+		running--
+		mu.Unlock()
+		return ctx.Err()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := bus.NewWorker(fq, h, bus.WorkerConfig{Concurrency: concurrency, ShutdownTimeout: 10 * time.Second})
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := handled
+		mu.Unlock()
+		if n == total || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned (%v) while %d handlers were still running", err, concurrency)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if handled != total {
+		t.Fatalf("handled %d messages, want %d", handled, total)
+	}
+	if peak != concurrency {
+		t.Errorf("at most %d handlers ran at once, want exactly Concurrency = %d", peak, concurrency)
+	}
+	fq.mu.Lock()
+	defer fq.mu.Unlock()
+	if len(fq.acked) != total || len(fq.nacked) != 0 || len(fq.dead) != 0 {
+		t.Errorf("acked %d, nacked %v, dead %v; want all %d acked", len(fq.acked), fq.nacked, fq.dead, total)
+	}
+}
