@@ -461,3 +461,27 @@ func PageSize(limit int) int {
 	}
 	return limit
 }
+
+// Search is a checked SearchHistory request. Both stores match with it, so
+// a search finds the same entries whichever store holds the history.
+type Search struct {
+	// Limit is the page size (PageSize applied).
+	Limit int
+	query string // lowercased
+}
+
+// NewSearch checks a SearchHistory request as every implementation does.
+func NewSearch(sessionID, query string, limit int) (Search, error) {
+	if err := ValidateSessionID(sessionID); err != nil {
+		return Search{}, err
+	}
+	if query == "" {
+		return Search{}, fmt.Errorf("%w: empty search query", ErrInvalid)
+	}
+	return Search{Limit: PageSize(limit), query: strings.ToLower(query)}, nil
+}
+
+// Match reports whether e's data contains the query, case-insensitively.
+func (s Search) Match(e Entry) bool {
+	return strings.Contains(strings.ToLower(string(e.Data)), s.query)
+}

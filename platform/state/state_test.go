@@ -127,3 +127,36 @@ func TestPageSize(t *testing.T) {
 		}
 	}
 }
+
+func TestNewSearch(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, session, query string
+		limit, wantLimit     int
+		wantErr              bool
+	}{
+		{"default page", "s-1", "x", 0, state.DefaultPageSize, false},
+		{"capped page", "s-1", "x", state.MaxPageSize + 1, state.MaxPageSize, false},
+		{"empty query", "s-1", "", 5, 0, true},
+		{"bad session", "", "x", 5, 0, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			s, err := state.NewSearch(c.session, c.query, c.limit)
+			if c.wantErr {
+				if !errors.Is(err, state.ErrInvalid) {
+					t.Fatalf("NewSearch = %v, want ErrInvalid", err)
+				}
+				return
+			}
+			if err != nil || s.Limit != c.wantLimit {
+				t.Fatalf("NewSearch = %+v, %v; want limit %d", s, err, c.wantLimit)
+			}
+		})
+	}
+	s, _ := state.NewSearch("s-1", "ÉTÉ", 1)
+	if !s.Match(state.Entry{Data: []byte(`{"text":"un été chaud"}`)}) || s.Match(state.Entry{Data: []byte(`{"text":"hiver"}`)}) {
+		t.Error("Match must find the query case-insensitively (Unicode) and only there")
+	}
+}

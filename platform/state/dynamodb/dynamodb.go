@@ -958,14 +958,10 @@ func (st *Store) ReadHistory(ctx context.Context, sessionID string, afterSeq int
 // entries newest first and matches in Go (DynamoDB's contains() is
 // case-sensitive and cannot see offloaded entries).
 func (st *Store) SearchHistory(ctx context.Context, sessionID, query string, limit int) ([]state.Entry, error) {
-	if err := state.ValidateSessionID(sessionID); err != nil {
+	search, err := state.NewSearch(sessionID, query, limit)
+	if err != nil {
 		return nil, err
 	}
-	if query == "" {
-		return nil, fmt.Errorf("%w: empty search query", state.ErrInvalid)
-	}
-	limit = state.PageSize(limit)
-	q := strings.ToLower(query)
 	in := &dynamodb.QueryInput{
 		TableName:              &st.table,
 		ConsistentRead:         aws.Bool(true),
@@ -986,9 +982,9 @@ func (st *Store) SearchHistory(ctx context.Context, sessionID, query string, lim
 			if err != nil {
 				return nil, fmt.Errorf("search history %q: %w", sessionID, err)
 			}
-			if strings.Contains(strings.ToLower(string(e.Data)), q) {
+			if search.Match(e) {
 				out = append(out, e)
-				if len(out) == limit {
+				if len(out) == search.Limit {
 					return out, nil
 				}
 			}

@@ -603,14 +603,10 @@ func (s *Store) ReadHistory(ctx context.Context, sessionID string, afterSeq int6
 // Go (rather than SQL LIKE, which folds ASCII only) so that both stores
 // match exactly the same entries.
 func (s *Store) SearchHistory(ctx context.Context, sessionID, query string, limit int) ([]state.Entry, error) {
-	if err := state.ValidateSessionID(sessionID); err != nil {
+	search, err := state.NewSearch(sessionID, query, limit)
+	if err != nil {
 		return nil, err
 	}
-	if query == "" {
-		return nil, fmt.Errorf("%w: empty search query", state.ErrInvalid)
-	}
-	limit = state.PageSize(limit)
-	q := strings.ToLower(query)
 	rows, err := s.r.QueryContext(ctx,
 		`SELECT seq, source, event_id, type, time_ms, data FROM history WHERE session_id = ? ORDER BY seq DESC`, sessionID)
 	if err != nil {
@@ -618,12 +614,12 @@ func (s *Store) SearchHistory(ctx context.Context, sessionID, query string, limi
 	}
 	defer rows.Close()
 	var out []state.Entry
-	for len(out) < limit && rows.Next() {
+	for len(out) < search.Limit && rows.Next() {
 		e, err := scanEntry(rows)
 		if err != nil {
 			return nil, fmt.Errorf("search history %q: %w", sessionID, err)
 		}
-		if strings.Contains(strings.ToLower(string(e.Data)), q) {
+		if search.Match(e) {
 			out = append(out, e)
 		}
 	}
