@@ -35,21 +35,13 @@ func TestRulesList(t *testing.T) {
 	empty := t.TempDir()
 	notDir := filepath.Join(plugin, "refunds-tool.json")
 
-	tests := []struct {
-		name      string
-		args      []string
-		code      int
-		inStdout  []string
-		notStdout []string
-		inStderr  string
-		lineCount int
-	}{
-		{name: "catalog", args: nil, code: 0, lineCount: 9,
+	tests := []cliCase{
+		{name: "catalog", args: nil, code: 0, lines: 9,
 			inStdout: []string{"NAME", "QUEUE", "PATTERN", "planner-agent-requested", "planner",
 				`{"detail-type":["agentbus.agent.requested.v1"]}`, "toolgateway-builtin-tools", `"toolname":["calculator","http_get","clock","memory_search"]`,
 				"memory-all-events", `{"prefix":"agentbus."}`},
 			notStdout: []string{"refunds"}},
-		{name: "with plug-in dir", args: []string{"--dir", plugin}, code: 0, lineCount: 10,
+		{name: "with plug-in dir", args: []string{"--dir", plugin}, code: 0, lines: 10,
 			inStdout: []string{"refunds-tool", "refunds", `"toolname":["refund"]`, "planner-step-completed"}},
 		{name: "pattern does not compile", args: []string{"--dir", badPattern}, code: 2, inStderr: `rule "bad"`},
 		{name: "invalid rule file", args: []string{"--dir", badFile}, code: 2, inStderr: "description is empty"},
@@ -61,34 +53,7 @@ func TestRulesList(t *testing.T) {
 		{name: "stray argument", args: []string{"extra"}, code: 2, inStderr: "unexpected argument"},
 		{name: "unknown flag", args: []string{"--bogus"}, code: 2, inStderr: "unknown flag"},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			var stdout, stderr bytes.Buffer
-			code := run(context.Background(), append([]string{"rules", "list"}, tc.args...), strings.NewReader(""), &stdout, &stderr)
-			if code != tc.code {
-				t.Fatalf("exit %d, want %d; stderr %q", code, tc.code, stderr.String())
-			}
-			for _, want := range tc.inStdout {
-				if !strings.Contains(stdout.String(), want) {
-					t.Errorf("stdout lacks %q:\n%s", want, stdout.String())
-				}
-			}
-			for _, not := range tc.notStdout {
-				if strings.Contains(stdout.String(), not) {
-					t.Errorf("stdout has %q:\n%s", not, stdout.String())
-				}
-			}
-			if tc.lineCount > 0 {
-				if n := strings.Count(stdout.String(), "\n"); n != tc.lineCount {
-					t.Errorf("%d lines, want %d:\n%s", n, tc.lineCount, stdout.String())
-				}
-			}
-			if tc.inStderr != "" && !strings.Contains(stderr.String(), tc.inStderr) {
-				t.Errorf("stderr %q lacks %q", stderr.String(), tc.inStderr)
-			}
-		})
-	}
+	runCLICases(t, []string{"rules", "list"}, tests)
 }
 
 func TestRulesListJSON(t *testing.T) {

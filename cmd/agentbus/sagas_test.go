@@ -32,44 +32,21 @@ func TestSagasCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	tests := []struct {
-		name     string
-		args     []string
-		code     int
-		inStdout []string
-		inStderr string
-	}{
-		{"list", []string{"sagas", "list", bookTripFile, "--saga", one}, 0,
-			[]string{"book_trip", "reserve_flight (cancel_flight) → reserve_hotel (cancel_hotel) → charge_card (refund_card)", "9m14s", "one", "calculator"}, ""},
-		{"list a folder", []string{"sagas", "list", "--sagas-dir", "../../examples/sagas"}, 0, []string{"book_trip"}, ""},
-		{"list nothing", []string{"sagas", "list"}, 2, nil, "no sagas"},
-		{"invalid reference", []string{"sagas", "list", bad}, 2, nil, "bad.json"},
-		{"unknown field", []string{"sagas", "list", unknownField}, 2, nil, "stepz"},
-		{"one name twice", []string{"sagas", "list", one, sameName}, 2, nil, "also defined in"},
-		{"missing file", []string{"sagas", "asl", filepath.Join(dir, "nope.json")}, 2, nil, "no such file"},
-		{"asl of an invalid file", []string{"sagas", "asl", bad}, 2, nil, "bad.json"},
-		{"asl", []string{"sagas", "asl", bookTripFile, "--queue-url", "https://sqs.us-east-1.amazonaws.com/123456789012/agentbus-saga"}, 0,
-			[]string{strings.TrimSpace(string(golden))}, ""},
-		{"asl with the example queue", []string{"sagas", "asl", bookTripFile}, 0, []string{`"QueueUrl": "` + exampleQueueURL}, "example"},
+	tests := []cliCase{
+		{name: "list", args: []string{"list", bookTripFile, "--saga", one},
+			inStdout: []string{"book_trip", "reserve_flight (cancel_flight) → reserve_hotel (cancel_hotel) → charge_card (refund_card)", "9m14s", "one", "calculator"}},
+		{name: "list a folder", args: []string{"list", "--sagas-dir", "../../examples/sagas"}, inStdout: []string{"book_trip"}},
+		{name: "list nothing", args: []string{"list"}, code: 2, inStderr: "no sagas"},
+		{name: "invalid reference", args: []string{"list", bad}, code: 2, inStderr: "bad.json"},
+		{name: "unknown field", args: []string{"list", unknownField}, code: 2, inStderr: "stepz"},
+		{name: "one name twice", args: []string{"list", one, sameName}, code: 2, inStderr: "also defined in"},
+		{name: "missing file", args: []string{"asl", filepath.Join(dir, "nope.json")}, code: 2, inStderr: "no such file"},
+		{name: "asl of an invalid file", args: []string{"asl", bad}, code: 2, inStderr: "bad.json"},
+		{name: "asl", args: []string{"asl", bookTripFile, "--queue-url", "https://sqs.us-east-1.amazonaws.com/123456789012/agentbus-saga"},
+			inStdout: []string{strings.TrimSpace(string(golden))}},
+		{name: "asl with the example queue", args: []string{"asl", bookTripFile}, inStdout: []string{`"QueueUrl": "` + exampleQueueURL}, inStderr: "example"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			var stdout, stderr bytes.Buffer
-			code := run(context.Background(), tt.args, strings.NewReader(""), &stdout, &stderr)
-			if code != tt.code {
-				t.Fatalf("exit %d, want %d\nstdout %s\nstderr %s", code, tt.code, stdout.String(), stderr.String())
-			}
-			for _, s := range tt.inStdout {
-				if !strings.Contains(stdout.String(), s) {
-					t.Errorf("stdout lacks %q:\n%s", s, stdout.String())
-				}
-			}
-			if !strings.Contains(stderr.String(), tt.inStderr) {
-				t.Errorf("stderr lacks %q:\n%s", tt.inStderr, stderr.String())
-			}
-		})
-	}
+	runCLICases(t, []string{"sagas"}, tests)
 	// The printed ASL is the generator's, byte for byte.
 	d, err := loadSagaFile(bookTripFile)
 	if err != nil {

@@ -28,15 +28,7 @@ func TestToolsList(t *testing.T) {
 	write(bad, "bad.json", `{"name":"bad","inputSchema":{"type":"object"},"timeout":5}`)
 	empty := t.TempDir()
 
-	tests := []struct {
-		name      string
-		args      []string
-		code      int
-		inStdout  []string
-		notStdout []string
-		inStderr  string
-		lines     int
-	}{
+	tests := []cliCase{
 		{name: "built-ins", code: 0, lines: 5,
 			inStdout:  []string{"NAME", "IDEMPOTENT", "calculator", "clock", "http_get", "memory_search", "built-in", "Evaluates an arithmetic expression"},
 			notStdout: []string{"refund", "plug-in"}},
@@ -49,34 +41,7 @@ func TestToolsList(t *testing.T) {
 		{name: "stray argument", args: []string{"calculator"}, code: 2, inStderr: "unexpected argument"},
 		{name: "unknown flag", args: []string{"--nope"}, code: 2, inStderr: "unknown flag"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			var stdout, stderr bytes.Buffer
-			code := run(context.Background(), append([]string{"tools", "list"}, tt.args...), strings.NewReader(""), &stdout, &stderr)
-			if code != tt.code {
-				t.Fatalf("exit %d, want %d; stderr %s", code, tt.code, stderr.String())
-			}
-			for _, s := range tt.inStdout {
-				if !strings.Contains(stdout.String(), s) {
-					t.Errorf("stdout lacks %q:\n%s", s, stdout.String())
-				}
-			}
-			for _, s := range tt.notStdout {
-				if strings.Contains(stdout.String(), s) {
-					t.Errorf("stdout has %q:\n%s", s, stdout.String())
-				}
-			}
-			if !strings.Contains(stderr.String(), tt.inStderr) {
-				t.Errorf("stderr %q lacks %q", stderr.String(), tt.inStderr)
-			}
-			if tt.lines > 0 {
-				if n := strings.Count(stdout.String(), "\n"); n != tt.lines {
-					t.Errorf("%d lines, want %d:\n%s", n, tt.lines, stdout.String())
-				}
-			}
-		})
-	}
+	runCLICases(t, []string{"tools", "list"}, tests)
 }
 
 func TestToolsListJSON(t *testing.T) {
