@@ -302,16 +302,24 @@ func localToolsRule(reg *tools.Registry) (rules.Rule, bool) {
 	if len(names) == 0 {
 		return rules.Rule{}, false
 	}
+	return toolGatewayRule("toolgateway-embedded-tools",
+		"Calls of tools registered in this process beyond the built-ins.", names), true
+}
+
+// toolGatewayRule routes ToolInvocationRequested for the named tools to the
+// tool-gateway's queue (with the catalog's settings for that queue), as a
+// plug-in's rule routes its tools to its own.
+func toolGatewayRule(name, description string, toolNames []string) rules.Rule {
 	pattern, _ := json.Marshal(map[string]any{
 		"detail-type": []string{events.TypeToolInvocationRequested},
-		"detail":      map[string]any{events.ExtToolName: names},
+		"detail":      map[string]any{events.ExtToolName: toolNames},
 	})
 	return rules.Rule{
-		Name:         "toolgateway-embedded-tools",
-		Description:  "Calls of tools registered in this process beyond the built-ins.",
+		Name:         name,
+		Description:  description,
 		EventPattern: pattern,
 		Target:       rules.Target{Queue: "toolgateway", MaxReceiveCount: 5, VisibilityTimeoutSeconds: 120},
-	}, true
+	}
 }
 
 // Close stops the workers and the relay and closes the stores.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -59,16 +58,8 @@ func sagaToolsRule(defs []saga.Definition) (rules.Rule, bool) {
 	for i, d := range defs {
 		names[i] = d.Name
 	}
-	pattern, _ := json.Marshal(map[string]any{
-		"detail-type": []string{events.TypeToolInvocationRequested},
-		"detail":      map[string]any{events.ExtToolName: names},
-	})
-	return rules.Rule{
-		Name:         "toolgateway-sagas",
-		Description:  "Calls of saga tools: the tool-gateway starts the saga and reports its outcome.",
-		EventPattern: pattern,
-		Target:       rules.Target{Queue: "toolgateway", MaxReceiveCount: 5, VisibilityTimeoutSeconds: 120},
-	}, true
+	return toolGatewayRule("toolgateway-sagas",
+		"Calls of saga tools: the tool-gateway starts the saga and reports its outcome.", names), true
 }
 
 // sagaStepTools is the registry the saga Invoker runs steps from: a tool
