@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -484,4 +485,20 @@ func NewSearch(sessionID, query string, limit int) (Search, error) {
 // Match reports whether e's data contains the query, case-insensitively.
 func (s Search) Match(e Entry) bool {
 	return strings.Contains(strings.ToLower(string(e.Data)), s.query)
+}
+
+// NormaliseCallIDs checks a step's call ids (OpenStep) as every
+// implementation does, and returns them sorted without repeats.
+func NormaliseCallIDs(callIDs []string) ([]string, error) {
+	if len(callIDs) == 0 {
+		return nil, fmt.Errorf("%w: a step needs at least one call id", ErrInvalid)
+	}
+	ids := slices.Clone(callIDs)
+	for _, id := range ids {
+		if err := ValidateID("call id", id); err != nil {
+			return nil, err
+		}
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
 }

@@ -1184,27 +1184,13 @@ func (st *Store) readStep(ctx context.Context, k state.StepKey) (state.StepState
 	return res, nil
 }
 
-func normaliseCallIDs(callIDs []string) ([]string, error) {
-	if len(callIDs) == 0 {
-		return nil, fmt.Errorf("%w: a step needs at least one call id", state.ErrInvalid)
-	}
-	ids := slices.Clone(callIDs)
-	for _, id := range ids {
-		if err := state.ValidateID("call id", id); err != nil {
-			return nil, err
-		}
-	}
-	sort.Strings(ids)
-	return slices.Compact(ids), nil
-}
-
 // OpenStep implements state.FanIn: an upsert of the step header that sets
 // `expected` only if it is not set yet.
 func (st *Store) OpenStep(ctx context.Context, k state.StepKey, callIDs []string, out ...state.OutboxEvent) (state.StepState, bool, error) {
 	if err := validateStep(k); err != nil {
 		return state.StepState{}, false, err
 	}
-	ids, err := normaliseCallIDs(callIDs)
+	ids, err := state.NormaliseCallIDs(callIDs)
 	if err != nil {
 		return state.StepState{}, false, err
 	}

@@ -16,8 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -810,7 +808,7 @@ func (s *Store) OpenStep(ctx context.Context, key state.StepKey, callIDs []strin
 	if err := validateStep(key); err != nil {
 		return state.StepState{}, false, err
 	}
-	ids, err := normaliseCallIDs(callIDs)
+	ids, err := state.NormaliseCallIDs(callIDs)
 	if err != nil {
 		return state.StepState{}, false, err
 	}
@@ -846,21 +844,6 @@ func (s *Store) OpenStep(ctx context.Context, key state.StepKey, callIDs []strin
 		return state.StepState{}, false, err
 	}
 	return st, opened, nil
-}
-
-// normaliseCallIDs validates, sorts and de-duplicates a step's call ids.
-func normaliseCallIDs(callIDs []string) ([]string, error) {
-	if len(callIDs) == 0 {
-		return nil, fmt.Errorf("%w: a step needs at least one call id", state.ErrInvalid)
-	}
-	ids := slices.Clone(callIDs)
-	for _, id := range ids {
-		if err := state.ValidateID("call id", id); err != nil {
-			return nil, err
-		}
-	}
-	sort.Strings(ids)
-	return slices.Compact(ids), nil
 }
 
 // RecordResult implements state.FanIn.
