@@ -296,12 +296,9 @@ func (s *Server) Cancel(ctx context.Context, req *pb.CancelRequest) (*pb.CancelR
 	if err := validSession(sid); err != nil {
 		return nil, err
 	}
-	known, sess, err := s.lookup(ctx, sid)
+	sess, err := s.knownSession(ctx, sid)
 	if err != nil {
-		return nil, toStatus(err, "look up session "+sid)
-	}
-	if !known {
-		return nil, notFound(sid)
+		return nil, err
 	}
 	if sess != nil && terminal(sess.Status) {
 		return nil, status.Errorf(codes.FailedPrecondition, "session %q already ended (%s); nothing to cancel", sid, sess.Status)
@@ -326,12 +323,9 @@ func (s *Server) Get(ctx context.Context, req *pb.GetRequest) (*pb.Session, erro
 	if err := validSession(sid); err != nil {
 		return nil, err
 	}
-	known, sess, err := s.lookup(ctx, sid)
+	sess, err := s.knownSession(ctx, sid)
 	if err != nil {
-		return nil, toStatus(err, "look up session "+sid)
-	}
-	if !known {
-		return nil, notFound(sid)
+		return nil, err
 	}
 	out := &pb.Session{SessionId: sid, Status: pb.Status_STATUS_PENDING}
 	if sess == nil {
@@ -383,12 +377,8 @@ func (s *Server) GetHistory(ctx context.Context, req *pb.GetHistoryRequest) (*pb
 	if req.GetPageSize() < 0 || req.GetAfterSeq() < 0 {
 		return nil, status.Error(codes.InvalidArgument, "page_size and after_seq must not be negative")
 	}
-	known, _, err := s.lookup(ctx, sid)
-	if err != nil {
-		return nil, toStatus(err, "look up session "+sid)
-	}
-	if !known {
-		return nil, notFound(sid)
+	if _, err := s.knownSession(ctx, sid); err != nil {
+		return nil, err
 	}
 	es, err := s.cfg.Sessions.ReadHistory(ctx, sid, req.GetAfterSeq(), int(req.GetPageSize()))
 	if err != nil {
@@ -423,12 +413,8 @@ func (s *Server) Watch(req *pb.WatchRequest, stream grpc.ServerStreamingServer[p
 		}
 	}
 	defer sub.Close(context.WithoutCancel(ctx))
-	known, _, err := s.lookup(ctx, sid)
-	if err != nil {
-		return toStatus(err, "look up session "+sid)
-	}
-	if !known {
-		return notFound(sid)
+	if _, err := s.knownSession(ctx, sid); err != nil {
+		return err
 	}
 	w := &watch{s: s, sid: sid, stream: stream, seen: map[string]bool{}}
 	if !complete {
@@ -630,6 +616,20 @@ func (s *Server) lookup(ctx context.Context, sid string) (known bool, sess *stat
 		return false, nil, err
 	}
 	return len(es) > 0, nil, nil
+}
+
+// knownSession is lookup for a method that needs a known session: the
+// record (nil while the planner has not created it), NOT_FOUND for an
+// unknown session, or the lookup's error as a status.
+func (s *Server) knownSession(ctx context.Context, sid string) (*state.Session, error) {
+	known, sess, err := s.lookup(ctx, sid)
+	if err != nil {
+		return nil, toStatus(err, "look up session "+sid)
+	}
+	if !known {
+		return nil, notFound(sid)
+	}
+	return sess, nil
 }
 
 func (s *Server) remember(sid string) {

@@ -20,7 +20,7 @@ func (s *Server) GetContext(ctx context.Context, req *pb.GetContextRequest) (*pb
 	if req.GetTokenBudget() < 0 {
 		return nil, status.Error(codes.InvalidArgument, "token_budget is negative: use 0 for no trimming")
 	}
-	if err := s.mustKnow(ctx, sid); err != nil {
+	if _, err := s.knownSession(ctx, sid); err != nil {
 		return nil, err
 	}
 	turns, err := s.cfg.Memory.Context(ctx, sid, int(req.GetTokenBudget()))
@@ -42,7 +42,7 @@ func (s *Server) SearchHistory(ctx context.Context, req *pb.SearchHistoryRequest
 	if req.GetLimit() < 0 {
 		return nil, status.Error(codes.InvalidArgument, "limit is negative: use 0 for the default (100) or up to 1000")
 	}
-	if err := s.mustKnow(ctx, sid); err != nil {
+	if _, err := s.knownSession(ctx, sid); err != nil {
 		return nil, err
 	}
 	turns, err := s.cfg.Memory.Search(ctx, sid, req.GetQuery(), int(req.GetLimit()))
@@ -65,17 +65,6 @@ func (s *Server) ListTools(context.Context, *pb.ListToolsRequest) (*pb.ListTools
 			Idempotent: sp.Idempotent, TimeoutMs: sp.EffectiveTimeout().Milliseconds(), Local: local})
 	}
 	return out, nil
-}
-
-func (s *Server) mustKnow(ctx context.Context, sid string) error {
-	known, _, err := s.lookup(ctx, sid)
-	if err != nil {
-		return toStatus(err, "look up session "+sid)
-	}
-	if !known {
-		return notFound(sid)
-	}
-	return nil
 }
 
 func turnsProto(ts []Turn) []*pb.Turn {
