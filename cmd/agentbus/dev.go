@@ -10,9 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/agentbus/agentbus/events"
 	"github.com/agentbus/agentbus/services/api"
-	"github.com/agentbus/agentbus/services/planner"
 )
 
 func newDevCmd() *cobra.Command {
@@ -46,13 +44,9 @@ in the data folder (see agentbus sessions).`,
 			if srv.listen == "" && !stdin {
 				return usageErr(errors.New("nothing to serve: give --listen an address or use --stdin"))
 			}
-			var spec *events.AgentSpec
-			if f.agentFile != "" {
-				s, err := planner.LoadAgentFile(f.agentFile)
-				if err != nil {
-					return usageErr(err)
-				}
-				spec = &s
+			spec, err := f.agentSpec()
+			if err != nil {
+				return err
 			}
 			m, modelName, err := chooseModel(ctx, f.scriptFile)
 			if err != nil {

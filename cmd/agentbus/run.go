@@ -33,6 +33,19 @@ type runFlags struct {
 	sagas      sagaFlags
 }
 
+// agentSpec is the --agent file's definition; nil without --agent. A bad
+// file is a usage error.
+func (f runFlags) agentSpec() (*events.AgentSpec, error) {
+	if f.agentFile == "" {
+		return nil, nil
+	}
+	s, err := planner.LoadAgentFile(f.agentFile)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	return &s, nil
+}
+
 // embedded is the embedded runtime's configuration for run and dev: the
 // data folder with its added plug-in rules, and the sagas of --saga and
 // --sagas-dir. Bad rule or saga files are usage errors.
@@ -123,13 +136,9 @@ func runAgent(ctx context.Context, stdout, stderr io.Writer, prompt string, f ru
 	if strings.TrimSpace(prompt) == "" {
 		return usageErr(errors.New("the prompt is empty"))
 	}
-	var spec *events.AgentSpec
-	if f.agentFile != "" {
-		s, err := planner.LoadAgentFile(f.agentFile)
-		if err != nil {
-			return usageErr(err)
-		}
-		spec = &s
+	spec, err := f.agentSpec()
+	if err != nil {
+		return err
 	}
 	if f.api.addr != "" {
 		return runRemote(ctx, stdout, prompt, spec, f)
