@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -66,7 +67,24 @@ type Options struct {
 	Batch int
 	// Logger receives publish failures (default slog.Default()).
 	Logger *slog.Logger
+	// HandOff makes Notifying hand a write's events to Run in memory right
+	// after the commit, instead of waking Run to read them back from the
+	// store: Run publishes what several writers handed off in one Publish,
+	// marks them sent (see MarkDelay), and polls the store only every
+	// Interval, for what was never handed off (a failed publish, a crash
+	// between commit and hand-off, another process's writes). For a process
+	// that does all the writing to its store (the embedded runtime).
+	HandOff bool
+	// MarkDelay is how long events published after a hand-off may wait to be
+	// marked sent, so that several share one store write (default 0: at
+	// once; at most markBatch wait). One published but not yet marked when
+	// the process dies is published again by the next relay: consumers
+	// dedupe on source+id.
+	MarkDelay time.Duration
 }
+
+// markBatch is the most published events that wait for MarkDelay.
+const markBatch = 64
 
 // Relay publishes a store's pending outbox events. Run it in one goroutine
 // per process; several processes may relay the same store.
@@ -75,6 +93,16 @@ type Relay struct {
 	pub  Publisher
 	opts Options
 	wake chan struct{}
+
+	// With HandOff: inflight are the events handed off and published (or
+	// being published) but not yet marked sent, which a poll skips; toMark
+	// are those published, waiting since markSince to be marked.
+	mu        sync.Mutex
+	inflight  map[string]struct{}
+	handed    []state.OutboxEvent // written, not yet published
+	toMark    []string
+	markSince time.Time
+	kick      chan struct{} // events were handed off
 }
 
 // NewRelay returns a relay from src to pub.
@@ -88,7 +116,8 @@ func NewRelay(src Source, pub Publisher, opts Options) *Relay {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Relay{src: src, pub: pub, opts: opts, wake: make(chan struct{}, 1)}
+	return &Relay{src: src, pub: pub, opts: opts, wake: make(chan struct{}, 1),
+		inflight: map[string]struct{}{}, kick: make(chan struct{}, 1)}
 }
 
 // Wake asks a running relay to poll now (e.g. right after a write with
@@ -104,6 +133,9 @@ func (r *Relay) Wake() {
 // failures, and reports how many it published. Events that failed stay
 // pending for the next Flush; the error describes them.
 func (r *Relay) Flush(ctx context.Context) (int, error) {
+	if err := r.markSent(ctx, true); err != nil {
+		return 0, fmt.Errorf("outbox relay: %w", err)
+	}
 	total := 0
 	for {
 		n, more, err := r.pass(ctx)
@@ -129,7 +161,18 @@ func (r *Relay) pass(ctx context.Context) (published int, more bool, err error) 
 		ids  []string
 		errs []error
 	)
+	r.mu.Lock()
+	skip := make(map[string]bool, len(r.inflight))
 	for _, p := range pending {
+		if _, ok := r.inflight[p.ID]; ok {
+			skip[p.ID] = true // handed off and published; marked sent soon
+		}
+	}
+	r.mu.Unlock()
+	for _, p := range pending {
+		if skip[p.ID] {
+			continue
+		}
 		var ev event.Event
 		if err := json.Unmarshal(p.Payload, &ev); err != nil {
 			// Never dropped: it stays pending and is reported every pass.
@@ -170,33 +213,190 @@ func (r *Relay) pass(ctx context.Context) (published int, more bool, err error) 
 	if len(errs) > 0 {
 		return len(sent), false, fmt.Errorf("outbox relay: %w", errors.Join(errs...))
 	}
-	return len(sent), len(pending) == r.opts.Batch, nil
+	// A full batch of events all published on write shows nothing new:
+	// stop, they are marked sent before the next poll.
+	return len(sent), len(pending) == r.opts.Batch && len(evs) > 0, nil
+}
+
+// handOff queues the events of a write that has just committed (HandOff)
+// for Run, which publishes them without reading them back.
+func (r *Relay) handOff(out []state.OutboxEvent) {
+	r.mu.Lock()
+	r.handed = append(r.handed, out...)
+	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// publishHanded publishes the events handed off by writers, all in one
+// Publish call: many writers' events share one bus request. What fails to
+// publish stays pending for the poll; what succeeds is queued to be marked
+// sent.
+func (r *Relay) publishHanded(ctx context.Context) {
+	r.mu.Lock()
+	out := r.handed
+	r.handed = nil
+	r.mu.Unlock()
+	for len(out) > 0 {
+		n := min(len(out), r.opts.Batch)
+		r.publishHandedBatch(ctx, out[:n])
+		out = out[n:]
+	}
+}
+
+func (r *Relay) publishHandedBatch(ctx context.Context, out []state.OutboxEvent) {
+	evs := make([]event.Event, 0, len(out))
+	ids := make([]string, 0, len(out))
+	for _, o := range out {
+		var ev event.Event
+		if err := json.Unmarshal(o.Payload, &ev); err != nil {
+			continue // the poll reports it (and keeps it)
+		}
+		evs = append(evs, ev)
+		ids = append(ids, o.ID)
+	}
+	r.mu.Lock()
+	k := 0
+	for i, id := range ids {
+		if _, dup := r.inflight[id]; dup {
+			continue // written again before it was marked: already published
+		}
+		r.inflight[id] = struct{}{}
+		evs[k], ids[k] = evs[i], id
+		k++
+	}
+	evs, ids = evs[:k], ids[:k]
+	r.mu.Unlock()
+	if len(evs) == 0 {
+		return
+	}
+	failed := map[int]bool{}
+	if err := r.pub.Publish(ctx, evs...); err != nil {
+		var pe *bus.PublishError
+		if errors.As(err, &pe) {
+			for _, f := range pe.Failures {
+				failed[f.Index] = true
+			}
+		} else {
+			for i := range ids {
+				failed[i] = true
+			}
+		}
+		r.opts.Logger.WarnContext(ctx, "publishing written outbox events failed; the relay's poll publishes them",
+			"events", len(failed), "err", err)
+	}
+	r.mu.Lock()
+	for i, id := range ids {
+		if failed[i] {
+			delete(r.inflight, id)
+			continue
+		}
+		if len(r.toMark) == 0 {
+			r.markSince = time.Now()
+		}
+		r.toMark = append(r.toMark, id)
+	}
+	r.mu.Unlock()
+}
+
+// markSent marks the events published on write sent: all of them when
+// force is set or MarkDelay is 0, otherwise once the oldest has waited
+// MarkDelay or markBatch are waiting. Those that fail stay queued.
+func (r *Relay) markSent(ctx context.Context, force bool) error {
+	r.mu.Lock()
+	due := len(r.toMark) > 0 && (force || r.opts.MarkDelay <= 0 || len(r.toMark) >= markBatch ||
+		time.Since(r.markSince) >= r.opts.MarkDelay)
+	var ids []string
+	if due {
+		ids = r.toMark
+		r.toMark = nil
+	}
+	r.mu.Unlock()
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := r.src.MarkSent(ctx, ids...); err != nil {
+		r.mu.Lock()
+		r.toMark = append(ids, r.toMark...)
+		r.mu.Unlock()
+		return fmt.Errorf("mark %d published outbox events sent: %w", len(ids), err)
+	}
+	r.mu.Lock()
+	for _, id := range ids {
+		delete(r.inflight, id)
+	}
+	r.mu.Unlock()
+	return nil
+}
+
+// markWait is how long Run may sleep before events published on write are
+// due to be marked (a negative value: none is waiting).
+func (r *Relay) markWait() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.toMark) == 0 {
+		return -1
+	}
+	return max(0, r.opts.MarkDelay-time.Since(r.markSince))
 }
 
 // Run flushes the outbox every Interval (or on Wake) until ctx ends, then
-// returns nil. Failures are logged and retried with a growing delay (up to
-// 30 times Interval).
+// returns nil; with HandOff it also publishes the events writers hand off
+// and marks them sent, the last of them when ctx ends. Failures are logged
+// and retried with a growing delay (up to 30 times Interval).
 func (r *Relay) Run(ctx context.Context) error {
-	delay := r.opts.Interval
-	for {
-		_, err := r.Flush(ctx)
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case err != nil:
-			r.opts.Logger.ErrorContext(ctx, "outbox relay failed; retrying", "err", err, "retry_in", delay)
-			delay = min(delay*2, 30*r.opts.Interval)
-		default:
-			delay = r.opts.Interval
+	defer func() {
+		// Marks lost here only cost a duplicate publication after restart,
+		// but a clean stop should leave none.
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		if err := r.markSent(mctx, true); err != nil {
+			r.opts.Logger.WarnContext(mctx, "outbox relay: marking published events sent at stop failed", "err", err)
 		}
-		t := time.NewTimer(delay)
+	}()
+	delay := r.opts.Interval
+	nextPoll := time.Now()
+	var markRetry time.Time // after a failed mark: not before
+	for {
+		// Handed-off events first: published, they are in flight, and the
+		// poll below skips them.
+		r.publishHanded(ctx)
+		if !time.Now().Before(nextPoll) {
+			_, err := r.Flush(ctx)
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case err != nil:
+				r.opts.Logger.ErrorContext(ctx, "outbox relay failed; retrying", "err", err, "retry_in", delay)
+				delay = min(delay*2, 30*r.opts.Interval)
+			default:
+				delay = r.opts.Interval
+			}
+			nextPoll = time.Now().Add(delay)
+		}
+		if !time.Now().Before(markRetry) {
+			if err := r.markSent(ctx, false); err != nil && ctx.Err() == nil {
+				r.opts.Logger.ErrorContext(ctx, "outbox relay failed; retrying", "err", err, "retry_in", r.opts.Interval)
+				markRetry = time.Now().Add(r.opts.Interval)
+			}
+		}
+		wait := time.Until(nextPoll)
+		if w := r.markWait(); w >= 0 {
+			w = max(w, time.Until(markRetry))
+			wait = min(wait, w)
+		}
+		t := time.NewTimer(max(wait, 0))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
 		case <-r.wake:
-			t.Stop()
+			nextPoll = time.Now()
+		case <-r.kick:
 		case <-t.C:
 		}
+		t.Stop()
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -299,5 +300,199 @@ func TestNotifyingWakesRelay(t *testing.T) {
 	// Reads pass through to the store.
 	if _, err := ns.GetSession(t.Context(), "s-1"); err != nil {
 		t.Fatalf("GetSession through Notifying: %v", err)
+	}
+}
+
+// countingSource counts the relay's reads and mark-sent writes.
+type countingSource struct {
+	outbox.Source
+	mu           sync.Mutex
+	reads, marks int
+}
+
+func (c *countingSource) PendingOutbox(ctx context.Context, limit int) ([]state.OutboxEvent, error) {
+	c.mu.Lock()
+	c.reads++
+	c.mu.Unlock()
+	return c.Source.PendingOutbox(ctx, limit)
+}
+
+func (c *countingSource) MarkSent(ctx context.Context, ids ...string) error {
+	c.mu.Lock()
+	c.marks++
+	c.mu.Unlock()
+	return c.Source.MarkSent(ctx, ids...)
+}
+
+func (c *countingSource) counts() (reads, marks int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reads, c.marks
+}
+
+func (r *recorder) setWhole(err error) {
+	r.mu.Lock()
+	r.whole = err
+	r.mu.Unlock()
+}
+
+// eventually fails the test if cond does not hold within 5 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func pendingIDs(t *testing.T, s state.Store) []string {
+	t.Helper()
+	p, err := s.PendingOutbox(t.Context(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range p {
+		ids = append(ids, e.ID)
+	}
+	return ids
+}
+
+// startHandOff runs a hand-off relay over s and returns the store writers
+// use, the counting source, and a stop function that waits for Run.
+func startHandOff(t *testing.T, s state.Store, pub outbox.Publisher, opts outbox.Options) (state.Store, *countingSource, func()) {
+	t.Helper()
+	src := &countingSource{Source: s}
+	opts.HandOff, opts.Logger = true, quiet()
+	r := outbox.NewRelay(src, pub, opts)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	eventually(t, "the relay's first poll", func() bool { reads, _ := src.counts(); return reads >= 1 })
+	stop := func() {
+		cancel()
+		<-done
+	}
+	t.Cleanup(stop)
+	return outbox.Notifying(s, r), src, stop
+}
+
+func TestHandOffPublishesWithoutReadingBack(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	pub := &recorder{}
+	ns, src, _ := startHandOff(t, s, pub, outbox.Options{Interval: time.Hour, MarkDelay: 200 * time.Millisecond})
+	for i := range 3 {
+		write(t, ns, fmt.Sprintf("s-%d", i), newEvent(t, fmt.Sprintf("ev-%d", i)))
+	}
+	eventually(t, "three events published", func() bool { return len(pub.ids()) == 3 })
+	eventually(t, "the events marked sent", func() bool { return len(pendingIDs(t, s)) == 0 })
+	reads, marks := src.counts()
+	if reads != 1 {
+		t.Errorf("the relay read the outbox %d times, want only its first poll: handed-off events are not read back", reads)
+	}
+	if marks != 1 {
+		t.Errorf("%d mark-sent writes, want 1: events published within MarkDelay share one", marks)
+	}
+	if got := pub.ids(); !slices.Equal(got, []string{"ev-0", "ev-1", "ev-2"}) {
+		t.Errorf("published %q", got)
+	}
+}
+
+func TestHandOffFailedPublishIsPolledAgain(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	pub := &recorder{whole: errors.New("bus down")}
+	ns, _, _ := startHandOff(t, s, pub, outbox.Options{Interval: 20 * time.Millisecond})
+	write(t, ns, "s-1", newEvent(t, "ev-1"))
+	time.Sleep(50 * time.Millisecond) // the hand-off publish and a poll fail
+	if got := pendingIDs(t, s); len(got) != 1 {
+		t.Fatalf("pending %q after failed publishes, want the event kept", got)
+	}
+	pub.setWhole(nil)
+	eventually(t, "the poll publishes the event", func() bool { return len(pub.ids()) == 1 })
+	eventually(t, "the event marked sent", func() bool { return len(pendingIDs(t, s)) == 0 })
+}
+
+// blockingPublisher holds its first Publish until release is closed.
+type blockingPublisher struct {
+	recorder
+	first   atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingPublisher) Publish(ctx context.Context, evs ...event.Event) error {
+	if b.first.CompareAndSwap(false, true) {
+		close(b.entered)
+		<-b.release
+	}
+	return b.recorder.Publish(ctx, evs...)
+}
+
+func TestHandOffFlushSkipsEventsInFlight(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	pub := &blockingPublisher{entered: make(chan struct{}), release: make(chan struct{})}
+	src := &countingSource{Source: s}
+	r := outbox.NewRelay(src, pub, outbox.Options{Interval: time.Hour, HandOff: true, Logger: quiet()})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	release := sync.OnceFunc(func() { close(pub.release) })
+	defer func() { release(); cancel(); <-done }()
+	eventually(t, "the relay's first poll", func() bool { reads, _ := src.counts(); return reads >= 1 })
+	write(t, outbox.Notifying(s, r), "s-1", newEvent(t, "ev-1"))
+	<-pub.entered // Run is publishing the handed-off event
+	// A Flush from elsewhere (a shutdown, a test) sees it pending but in
+	// flight: it must not publish it a second time.
+	if n, err := r.Flush(t.Context()); err != nil || n != 0 {
+		t.Fatalf("Flush during the hand-off publish = %d, %v; want 0 published", n, err)
+	}
+	release()
+	eventually(t, "the event marked sent", func() bool { return len(pendingIDs(t, s)) == 0 })
+	if got := pub.ids(); !slices.Equal(got, []string{"ev-1"}) {
+		t.Fatalf("published %q, want ev-1 once", got)
+	}
+}
+
+func TestHandOffMarksTheRestAtStop(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	pub := &recorder{}
+	ns, _, stop := startHandOff(t, s, pub, outbox.Options{Interval: time.Hour, MarkDelay: time.Hour})
+	write(t, ns, "s-1", newEvent(t, "ev-1"))
+	eventually(t, "the event published", func() bool { return len(pub.ids()) == 1 })
+	if got := pendingIDs(t, s); len(got) != 1 {
+		t.Fatalf("pending %q, want the event unmarked until MarkDelay or stop", got)
+	}
+	stop()
+	if got := pendingIDs(t, s); len(got) != 0 {
+		t.Fatalf("pending %q after Run stopped: the last published events must be marked sent", got)
+	}
+}
+
+func TestHandOffWriteThatWroteNothing(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	pub := &recorder{}
+	ns, _, _ := startHandOff(t, s, pub, outbox.Options{Interval: time.Hour})
+	key := state.StepKey{SessionID: "s-1", Step: 1}
+	for i, want := range []bool{true, false} {
+		out, err := outbox.FromEvents(newEvent(t, fmt.Sprintf("done-%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first, err := ns.CompleteStep(t.Context(), key, out...); err != nil || first != want {
+			t.Fatalf("CompleteStep #%d = %v, %v; want %v", i, first, err, want)
+		}
+	}
+	eventually(t, "the first completion's event published", func() bool { return len(pub.ids()) == 1 })
+	time.Sleep(20 * time.Millisecond)
+	if got := pub.ids(); !slices.Equal(got, []string{"done-0"}) {
+		t.Fatalf("published %q, want only done-0: the second CompleteStep wrote nothing", got)
 	}
 }
