@@ -44,14 +44,19 @@ type Service struct {
 	history History
 	hot     HotContext
 	log     *slog.Logger
+	batch   *appender // nil: one write per event
 }
 
 // New returns a memory service. hot may be nil (no cache); log may be nil.
-func New(h History, hot HotContext, log *slog.Logger) *Service {
+func New(h History, hot HotContext, log *slog.Logger, opts ...Option) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{history: h, hot: hot, log: log}
+	s := &Service{history: h, hot: hot, log: log}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Handle records one event; it is a bus.Handler.
@@ -64,18 +69,30 @@ func (s *Service) Handle(ctx context.Context, ev event.Event) error {
 	if err != nil {
 		return fmt.Errorf("memory: encode event %s: %v: %w", ev.ID(), err, bus.ErrPermanent)
 	}
-	n, err := s.history.AppendHistory(ctx, sid, state.Entry{Source: ev.Source(), ID: ev.ID(), Type: ev.Type(), Time: ev.Time(), Data: b})
-	if err != nil {
-		return fmt.Errorf("memory: append %s to session %s: %w", ev.ID(), sid, err)
+	e := state.Entry{Source: ev.Source(), ID: ev.ID(), Type: ev.Type(), Time: ev.Time(), Data: b}
+	if s.batch != nil {
+		return s.batch.append(ctx, sid, e)
 	}
-	if n > 0 && s.hot != nil {
-		// A failed invalidation must not fail the write the history already
-		// holds; the cache wrapper logs and recovers on its own.
-		if err := s.hot.Invalidate(ctx, sid); err != nil {
-			s.log.Warn("memory: invalidate hot context", "session", sid, "err", err)
-		}
+	n, err := s.history.AppendHistory(ctx, sid, e)
+	if err != nil {
+		return wrapAppend(e, sid, err)
+	}
+	if n > 0 {
+		s.invalidate(ctx, sid)
 	}
 	return nil
+}
+
+// invalidate drops the session's hot context after a write that appended.
+func (s *Service) invalidate(ctx context.Context, sid string) {
+	if s.hot == nil {
+		return
+	}
+	// A failed invalidation must not fail the write the history already
+	// holds; the cache wrapper logs and recovers on its own.
+	if err := s.hot.Invalidate(ctx, sid); err != nil {
+		s.log.Warn("memory: invalidate hot context", "session", sid, "err", err)
+	}
 }
 
 // Turn is one event of a session rendered for a model's context.

@@ -1,0 +1,222 @@
+package memory_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/agentbus/agentbus/events"
+	"github.com/agentbus/agentbus/platform/state"
+	"github.com/agentbus/agentbus/platform/state/sqlite"
+	"github.com/agentbus/agentbus/services/memory"
+)
+
+// countingHistory is the real SQLite store, counting appends per session and
+// failing any append that carries an entry with a "bad" id.
+type countingHistory struct {
+	*sqlite.Store
+	mu      sync.Mutex
+	appends map[string]int
+}
+
+func (c *countingHistory) AppendHistory(ctx context.Context, sid string, es ...state.Entry) (int, error) {
+	c.mu.Lock()
+	c.appends[sid]++
+	c.mu.Unlock()
+	for _, e := range es {
+		if e.ID == "bad" {
+			return 0, errors.New("store refused the entry")
+		}
+	}
+	return c.Store.AppendHistory(ctx, sid, es...)
+}
+
+func (c *countingHistory) count(sid string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.appends[sid]
+}
+
+// countingHot counts invalidations per session.
+type countingHot struct {
+	mu  sync.Mutex
+	inv map[string]int
+}
+
+func (h *countingHot) Invalidate(_ context.Context, sid string) error {
+	h.mu.Lock()
+	h.inv[sid]++
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *countingHot) Recent(ctx context.Context, _ string, load func(context.Context) ([]state.Entry, error)) ([]state.Entry, error) {
+	return load(ctx)
+}
+
+func newHistory(t *testing.T) *countingHistory {
+	t.Helper()
+	s, err := sqlite.OpenMemory(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return &countingHistory{Store: s, appends: map[string]int{}}
+}
+
+func memEvent(sid, id string) event.Event {
+	ev := event.New()
+	ev.SetID(id)
+	ev.SetSource("agentbus/test")
+	ev.SetType("agentbus.step.completed.v1")
+	ev.SetTime(time.Now())
+	ev.SetExtension(events.ExtSessionID, sid)
+	return ev
+}
+
+// handleAll runs Handle for every event at once and returns each error.
+func handleAll(ctx context.Context, svc *memory.Service, evs []event.Event) []error {
+	errs := make([]error, len(evs))
+	var wg sync.WaitGroup
+	for i, ev := range evs {
+		wg.Go(func() { errs[i] = svc.Handle(ctx, ev) })
+	}
+	wg.Wait()
+	return errs
+}
+
+func historyIDs(t *testing.T, h *countingHistory, sid string) []string {
+	t.Helper()
+	es, err := h.ReadHistory(t.Context(), sid, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range es {
+		ids = append(ids, e.ID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func TestBatching(t *testing.T) {
+	t.Parallel()
+	type session struct {
+		sid     string
+		ids     []string
+		appends int // writes expected for the session
+	}
+	cases := []struct {
+		name     string
+		linger   time.Duration
+		max      int
+		sessions []session
+		bad      bool // one more event, id "bad", in the first session
+	}{
+		// max events arrive: written at once although linger is an hour.
+		{"max ends the wait", time.Hour, 4, []session{{"s-1", []string{"a", "b", "c", "d"}, 1}}, false},
+		// Two sessions in one batch: one write each.
+		{"one write per session", 200 * time.Millisecond, 4, []session{
+			{"s-1", []string{"a", "b"}, 1}, {"s-2", []string{"c", "d"}, 1}}, false},
+		// A lone event waits linger and is written.
+		{"linger ends the wait", 20 * time.Millisecond, 8, []session{{"s-1", []string{"a"}, 1}}, false},
+		// The batch's write fails; each entry is retried on its own, so only
+		// the bad one fails (1 batch write + 3 single ones).
+		{"a bad entry fails alone", time.Hour, 3, []session{{"s-1", []string{"a", "b"}, 4}}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHistory(t)
+			hot := &countingHot{inv: map[string]int{}}
+			svc := memory.New(h, hot, nil, memory.WithBatching(tc.linger, tc.max))
+			var evs []event.Event
+			for _, s := range tc.sessions {
+				for _, id := range s.ids {
+					evs = append(evs, memEvent(s.sid, id))
+				}
+			}
+			if tc.bad {
+				evs = append(evs, memEvent(tc.sessions[0].sid, "bad"))
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			start := time.Now()
+			errs := handleAll(ctx, svc, evs)
+			if d := time.Since(start); d > 10*time.Second {
+				t.Fatalf("Handle took %v: the batch waited past max", d)
+			}
+			for i, err := range errs {
+				if wantErr := evs[i].ID() == "bad"; (err != nil) != wantErr {
+					t.Errorf("Handle(%s) = %v, want error %v", evs[i].ID(), err, wantErr)
+				}
+			}
+			for _, s := range tc.sessions {
+				if got := historyIDs(t, h, s.sid); !slices.Equal(got, s.ids) {
+					t.Errorf("history of %s = %q, want %q", s.sid, got, s.ids)
+				}
+				if got := h.count(s.sid); got != s.appends {
+					t.Errorf("%d writes for %s, want %d", got, s.sid, s.appends)
+				}
+				if got := hot.inv[s.sid]; got != 1 {
+					t.Errorf("hot context of %s invalidated %d times, want once per batch", s.sid, got)
+				}
+			}
+		})
+	}
+}
+
+// A handler whose context ends while it waits for the batch returns its
+// context's error; its event is still written with the batch (a redelivery
+// then appends nothing).
+func TestBatchingCancelledFollower(t *testing.T) {
+	t.Parallel()
+	h := newHistory(t)
+	svc := memory.New(h, nil, nil, memory.WithBatching(300*time.Millisecond, 8))
+	lead := make(chan error, 1)
+	go func() { lead <- svc.Handle(t.Context(), memEvent("s-1", "a")) }()
+	time.Sleep(20 * time.Millisecond) // "a" opens the batch
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if err := svc.Handle(ctx, memEvent("s-1", "b")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("cancelled follower: Handle = %v, want its context's error", err)
+	}
+	if err := <-lead; err != nil {
+		t.Fatalf("leader: Handle = %v", err)
+	}
+	if got := historyIDs(t, h, "s-1"); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("history = %q, want both events", got)
+	}
+	// The redelivered event is recorded once.
+	if err := svc.Handle(t.Context(), memEvent("s-1", "b")); err != nil {
+		t.Fatal(err)
+	}
+	if got := historyIDs(t, h, "s-1"); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("history after redelivery = %q", got)
+	}
+}
+
+// Without WithBatching every event is its own write.
+func TestNoBatching(t *testing.T) {
+	t.Parallel()
+	h := newHistory(t)
+	svc := memory.New(h, nil, nil)
+	var evs []event.Event
+	for i := range 3 {
+		evs = append(evs, memEvent("s-1", fmt.Sprint(i)))
+	}
+	for i, err := range handleAll(t.Context(), svc, evs) {
+		if err != nil {
+			t.Fatalf("Handle(%d) = %v", i, err)
+		}
+	}
+	if got := h.count("s-1"); got != 3 {
+		t.Fatalf("%d writes, want 3", got)
+	}
+}
