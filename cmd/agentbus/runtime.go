@@ -210,7 +210,11 @@ func startEmbedded(ctx context.Context, cfg embeddedConfig) (_ *embedded, err er
 		cfg.Hooks.at("before_outbox_publish")
 		return rt.Publisher.Publish(ctx, evs...)
 	})
-	relay := outbox.NewRelay(store, relayPub, outbox.Options{Logger: cfg.Logger, Interval: 100 * time.Millisecond})
+	// One process writes everything here: each write's events are
+	// published by the writer right after its commit (no relay wake-up, no
+	// read back) and marked sent a few at a time.
+	relay := outbox.NewRelay(store, relayPub, outbox.Options{Logger: cfg.Logger, Interval: 100 * time.Millisecond,
+		HandOff: true, MarkDelay: 5 * time.Millisecond})
 	rt.Store = outbox.Notifying(store, relay)
 	if err := registerBuiltins(cfg.Tools, rt.Store); err != nil {
 		return nil, err
@@ -226,7 +230,9 @@ func startEmbedded(ctx context.Context, cfg embeddedConfig) (_ *embedded, err er
 	}
 
 	hot := memory.CacheHot(cachemem.New(cachemem.Options{}), 10*time.Minute, cfg.Logger)
-	rt.Memory = memory.New(rt.Store, hot, cfg.Logger)
+	// History may lag the loop by a few milliseconds; in exchange five
+	// events of a tool step share about one write (docs/bus.md).
+	rt.Memory = memory.New(rt.Store, hot, cfg.Logger, memory.WithBatching(5*time.Millisecond, cfg.Concurrency))
 	pl := planner.New(rt.Store, cfg.Model, cfg.Tools, cfg.Planner, nil, cfg.Logger)
 	ex := executor.New(executorStore{Store: rt.Store, hooks: cfg.Hooks}, cfg.Tools, cfg.ExecutorGrace, nil, cfg.Logger)
 	gw, err := toolgateway.New(toolgateway.Config{
