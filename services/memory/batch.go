@@ -19,7 +19,8 @@ type Option func(*Service)
 // critical path, but its writes compete with the loop's for the CPU and the
 // store; one write per few events instead of one per event leaves both to
 // the loop (the loop benchmark's durable mode: five history writes per tool
-// step). History and the hot context lag by up to linger. Set max to the
+// step). History and the hot context lag by up to linger, except for a
+// session's AgentRequested, which is written at once. Set max to the
 // worker's concurrency: when every handler slot is waiting, waiting longer
 // gains nothing.
 func WithBatching(linger time.Duration, max int) Option {

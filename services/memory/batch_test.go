@@ -220,3 +220,26 @@ func TestNoBatching(t *testing.T) {
 		t.Fatalf("%d writes, want 3", got)
 	}
 }
+
+// The event that opens a session is written at once, batching or not: until
+// the planner creates the session record, its history is how other readers
+// (another API server) know the session exists.
+func TestBatchingWritesAgentRequestedAtOnce(t *testing.T) {
+	t.Parallel()
+	h := newHistory(t)
+	svc := memory.New(h, nil, nil, memory.WithBatching(time.Hour, 8))
+	ev := memEvent("s-1", "req")
+	ev.SetType(events.TypeAgentRequested)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := svc.Handle(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("AgentRequested waited %v for a batch", d)
+	}
+	if got := historyIDs(t, h, "s-1"); !slices.Equal(got, []string{"req"}) {
+		t.Fatalf("history = %q", got)
+	}
+}

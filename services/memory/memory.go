@@ -70,7 +70,11 @@ func (s *Service) Handle(ctx context.Context, ev event.Event) error {
 		return fmt.Errorf("memory: encode event %s: %v: %w", ev.ID(), err, bus.ErrPermanent)
 	}
 	e := state.Entry{Source: ev.Source(), ID: ev.ID(), Type: ev.Type(), Time: ev.Time(), Data: b}
-	if s.batch != nil {
+	// The request that opens a session is written at once: until the
+	// planner has created the session record, the history is how every
+	// other reader (another API server, `agentbus sessions`) learns that
+	// the session exists.
+	if s.batch != nil && ev.Type() != events.TypeAgentRequested {
 		return s.batch.append(ctx, sid, e)
 	}
 	n, err := s.history.AppendHistory(ctx, sid, e)
