@@ -182,24 +182,10 @@ func (r *Relay) pass(ctx context.Context) (published int, more bool, err error) 
 		evs = append(evs, ev)
 		ids = append(ids, p.ID)
 	}
-	sent := ids
+	var sent []string
 	if len(evs) > 0 {
-		if perr := r.pub.Publish(ctx, evs...); perr != nil {
-			var pe *bus.PublishError
-			if !errors.As(perr, &pe) {
-				errs = append(errs, fmt.Errorf("publish %d outbox events: %w", len(evs), perr))
-				return 0, false, fmt.Errorf("outbox relay: %w", errors.Join(errs...))
-			}
-			failed := make(map[int]bool, len(pe.Failures))
-			for _, f := range pe.Failures {
-				failed[f.Index] = true
-			}
-			sent = nil
-			for i, id := range ids {
-				if !failed[i] {
-					sent = append(sent, id)
-				}
-			}
+		var perr error
+		if sent, perr = r.publish(ctx, evs, ids); perr != nil {
 			errs = append(errs, perr)
 		}
 	}
@@ -216,6 +202,29 @@ func (r *Relay) pass(ctx context.Context) (published int, more bool, err error) 
 	// A full batch of events all published on write shows nothing new:
 	// stop, they are marked sent before the next poll.
 	return len(sent), len(pending) == r.opts.Batch && len(evs) > 0, nil
+}
+
+// publish publishes evs (ids[i] is the outbox id of evs[i]) and returns the
+// ids of those published; the error describes the others.
+func (r *Relay) publish(ctx context.Context, evs []event.Event, ids []string) (sent []string, err error) {
+	perr := r.pub.Publish(ctx, evs...)
+	if perr == nil {
+		return ids, nil
+	}
+	var pe *bus.PublishError
+	if !errors.As(perr, &pe) {
+		return nil, fmt.Errorf("publish %d outbox events: %w", len(evs), perr)
+	}
+	failed := make(map[int]bool, len(pe.Failures))
+	for _, f := range pe.Failures {
+		failed[f.Index] = true
+	}
+	for i, id := range ids {
+		if !failed[i] {
+			sent = append(sent, id)
+		}
+	}
+	return sent, perr
 }
 
 // handOff queues the events of a write that has just committed (HandOff)
@@ -272,27 +281,18 @@ func (r *Relay) publishHandedBatch(ctx context.Context, out []state.OutboxEvent)
 	if len(evs) == 0 {
 		return
 	}
-	failed := map[int]bool{}
-	if err := r.pub.Publish(ctx, evs...); err != nil {
-		var pe *bus.PublishError
-		if errors.As(err, &pe) {
-			for _, f := range pe.Failures {
-				failed[f.Index] = true
-			}
-		} else {
-			for i := range ids {
-				failed[i] = true
-			}
-		}
+	sent, err := r.publish(ctx, evs, ids)
+	if err != nil {
 		r.opts.Logger.WarnContext(ctx, "publishing written outbox events failed; the relay's poll publishes them",
-			"events", len(failed), "err", err)
+			"events", len(ids)-len(sent), "err", err)
 	}
 	r.mu.Lock()
-	for i, id := range ids {
-		if failed[i] {
-			delete(r.inflight, id)
-			continue
-		}
+	// Those that failed are no longer in flight: the poll publishes them.
+	for _, id := range ids {
+		delete(r.inflight, id)
+	}
+	for _, id := range sent {
+		r.inflight[id] = struct{}{}
 		if len(r.toMark) == 0 {
 			r.markSince = time.Now()
 		}
