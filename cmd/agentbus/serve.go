@@ -140,7 +140,8 @@ func serveService(ctx context.Context, cfg serveConfig, hooks serveHooks, log *s
 	// process's events at once and the others' after three poll intervals.
 	local := newLocalOutbox(table, 3*cfg.OutboxInterval)
 	relay := outbox.NewRelay(local, relayPub, outbox.Options{Interval: cfg.OutboxInterval, Logger: log.With("component", "outbox")})
-	store := outbox.Notifying(local, relay)
+	// local records a write's events before the relay is told of them.
+	store := outbox.Notifying(outbox.AfterWrite(local, local.record), relay)
 
 	reg := hooks.Tools
 	if reg == nil {
@@ -338,7 +339,9 @@ func serveAdapters(service string) []string {
 // and another process's only after they have been pending for grace (the
 // safety net for a writer that died between its commit and its publish).
 // It lives here because the outbox package has no notion of a writer: in
-// the embedded runtime one relay sees every write.
+// the embedded runtime one relay sees every write. Writes must go through
+// outbox.AfterWrite(l, l.record) for their events to count as this
+// process's.
 type localOutbox struct {
 	state.Store
 	grace time.Duration
@@ -358,12 +361,9 @@ func newLocalOutbox(s state.Store, grace time.Duration) *localOutbox {
 	return &localOutbox{Store: s, grace: grace, now: time.Now, own: map[string]bool{}, foreign: map[string]time.Time{}}
 }
 
-// record notes out as written here; called after the write succeeded (and
-// before outbox.Notifying wakes the relay).
-func (l *localOutbox) record(out []state.OutboxEvent, wrote bool, err error) {
-	if err != nil || !wrote || len(out) == 0 {
-		return
-	}
+// record notes out as written here (outbox.AfterWrite calls it after a
+// write that stored them, before outbox.Notifying tells the relay).
+func (l *localOutbox) record(out []state.OutboxEvent) {
 	l.mu.Lock()
 	for _, e := range out {
 		l.own[e.ID] = true
@@ -427,36 +427,6 @@ func (l *localOutbox) MarkSent(ctx context.Context, ids ...string) error {
 		l.mu.Unlock()
 	}
 	return err
-}
-
-func (l *localOutbox) CreateSession(ctx context.Context, s state.Session, out ...state.OutboxEvent) (state.Session, error) {
-	r, err := l.Store.CreateSession(ctx, s, out...)
-	l.record(out, true, err)
-	return r, err
-}
-
-func (l *localOutbox) UpdateSession(ctx context.Context, s state.Session, out ...state.OutboxEvent) (state.Session, error) {
-	r, err := l.Store.UpdateSession(ctx, s, out...)
-	l.record(out, true, err)
-	return r, err
-}
-
-func (l *localOutbox) CompleteClaim(ctx context.Context, sessionID, key, holder string, result []byte, out ...state.OutboxEvent) (state.Claim, error) {
-	r, err := l.Store.CompleteClaim(ctx, sessionID, key, holder, result, out...)
-	l.record(out, true, err)
-	return r, err
-}
-
-func (l *localOutbox) OpenStep(ctx context.Context, key state.StepKey, callIDs []string, out ...state.OutboxEvent) (state.StepState, bool, error) {
-	st, opened, err := l.Store.OpenStep(ctx, key, callIDs, out...)
-	l.record(out, opened, err)
-	return st, opened, err
-}
-
-func (l *localOutbox) CompleteStep(ctx context.Context, key state.StepKey, out ...state.OutboxEvent) (bool, error) {
-	first, err := l.Store.CompleteStep(ctx, key, out...)
-	l.record(out, first, err)
-	return first, err
 }
 
 // serveModel is the planner's model: Bedrock, or the offline scripted model

@@ -34,6 +34,7 @@ import (
 	"github.com/agentbus/agentbus/platform/bus/sqs"
 	"github.com/agentbus/agentbus/platform/state"
 	"github.com/agentbus/agentbus/platform/state/dynamodb"
+	"github.com/agentbus/agentbus/platform/state/outbox"
 	"github.com/agentbus/agentbus/platform/state/sqlite"
 	"github.com/agentbus/agentbus/tools"
 )
@@ -689,6 +690,7 @@ func TestLocalOutbox(t *testing.T) {
 	now := time.Unix(1000, 0)
 	l := newLocalOutbox(shared, 5*time.Second)
 	l.now = func() time.Time { return now }
+	w := outbox.AfterWrite(l, l.record) // this process's writes, as serve wires them
 	ids := func() []string {
 		t.Helper()
 		es, err := l.PendingOutbox(ctx, 100)
@@ -702,7 +704,7 @@ func TestLocalOutbox(t *testing.T) {
 		return out
 	}
 	ev := func(id string) state.OutboxEvent { return state.OutboxEvent{ID: id, Payload: []byte(`{}`)} }
-	if _, err := l.CreateSession(ctx, state.Session{ID: "s-own", Status: state.StatusRunning}, ev("own")); err != nil {
+	if _, err := w.CreateSession(ctx, state.Session{ID: "s-own", Status: state.StatusRunning}, ev("own")); err != nil {
 		t.Fatal(err)
 	}
 	// Another process writes through its own store.
@@ -710,7 +712,7 @@ func TestLocalOutbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A conflicting write stores nothing and records nothing.
-	if _, err := l.CreateSession(ctx, state.Session{ID: "s-own", Status: state.StatusRunning}, ev("lost")); err == nil {
+	if _, err := w.CreateSession(ctx, state.Session{ID: "s-own", Status: state.StatusRunning}, ev("lost")); err == nil {
 		t.Fatal("second CreateSession of one id succeeded")
 	}
 	if got := ids(); !slices.Equal(got, []string{"own"}) {

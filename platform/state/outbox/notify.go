@@ -10,52 +10,63 @@ import (
 // outbox events wakes r at once (with Options.HandOff: hands r the events,
 // so it need not read them back): in one process this keeps a hop's latency
 // at the cost of a write instead of the relay's polling interval.
-func Notifying(s state.Store, r *Relay) state.Store { return notifying{Store: s, r: r} }
+func Notifying(s state.Store, r *Relay) state.Store { return AfterWrite(s, r.written) }
 
-type notifying struct {
+// written is what Notifying does after a write that stored events.
+func (r *Relay) written(out []state.OutboxEvent) {
+	if r.opts.HandOff {
+		r.handOff(out)
+		return
+	}
+	r.Wake()
+}
+
+// AfterWrite wraps a state store so that f gets the outbox events of every
+// write that committed them: not of a failed write, nor of an OpenStep that
+// found the step open or a CompleteStep that was not first (those write
+// nothing; their events were written, and published, before). f runs in the
+// writer's goroutine after the commit.
+func AfterWrite(s state.Store, f func(out []state.OutboxEvent)) state.Store {
+	return afterWrite{Store: s, f: f}
+}
+
+type afterWrite struct {
 	state.Store
-	r *Relay
+	f func(out []state.OutboxEvent)
 }
 
-// kick is called after a write; wrote is false when the store reported it
-// wrote nothing (its events were written, and published, before).
-func (n notifying) kick(out []state.OutboxEvent, wrote bool, err error) {
-	if err != nil || !wrote || len(out) == 0 {
-		return
+func (a afterWrite) done(out []state.OutboxEvent, wrote bool, err error) {
+	if err == nil && wrote && len(out) > 0 {
+		a.f(out)
 	}
-	if n.r.opts.HandOff {
-		n.r.handOff(out)
-		return
-	}
-	n.r.Wake()
 }
 
-func (n notifying) CreateSession(ctx context.Context, s state.Session, out ...state.OutboxEvent) (state.Session, error) {
-	res, err := n.Store.CreateSession(ctx, s, out...)
-	n.kick(out, true, err)
+func (a afterWrite) CreateSession(ctx context.Context, s state.Session, out ...state.OutboxEvent) (state.Session, error) {
+	res, err := a.Store.CreateSession(ctx, s, out...)
+	a.done(out, true, err)
 	return res, err
 }
 
-func (n notifying) UpdateSession(ctx context.Context, s state.Session, out ...state.OutboxEvent) (state.Session, error) {
-	res, err := n.Store.UpdateSession(ctx, s, out...)
-	n.kick(out, true, err)
+func (a afterWrite) UpdateSession(ctx context.Context, s state.Session, out ...state.OutboxEvent) (state.Session, error) {
+	res, err := a.Store.UpdateSession(ctx, s, out...)
+	a.done(out, true, err)
 	return res, err
 }
 
-func (n notifying) CompleteClaim(ctx context.Context, sessionID, key, holder string, result []byte, out ...state.OutboxEvent) (state.Claim, error) {
-	res, err := n.Store.CompleteClaim(ctx, sessionID, key, holder, result, out...)
-	n.kick(out, true, err)
+func (a afterWrite) CompleteClaim(ctx context.Context, sessionID, key, holder string, result []byte, out ...state.OutboxEvent) (state.Claim, error) {
+	res, err := a.Store.CompleteClaim(ctx, sessionID, key, holder, result, out...)
+	a.done(out, true, err)
 	return res, err
 }
 
-func (n notifying) OpenStep(ctx context.Context, key state.StepKey, callIDs []string, out ...state.OutboxEvent) (state.StepState, bool, error) {
-	st, opened, err := n.Store.OpenStep(ctx, key, callIDs, out...)
-	n.kick(out, opened, err)
+func (a afterWrite) OpenStep(ctx context.Context, key state.StepKey, callIDs []string, out ...state.OutboxEvent) (state.StepState, bool, error) {
+	st, opened, err := a.Store.OpenStep(ctx, key, callIDs, out...)
+	a.done(out, opened, err)
 	return st, opened, err
 }
 
-func (n notifying) CompleteStep(ctx context.Context, key state.StepKey, out ...state.OutboxEvent) (bool, error) {
-	first, err := n.Store.CompleteStep(ctx, key, out...)
-	n.kick(out, first, err)
+func (a afterWrite) CompleteStep(ctx context.Context, key state.StepKey, out ...state.OutboxEvent) (bool, error) {
+	first, err := a.Store.CompleteStep(ctx, key, out...)
+	a.done(out, first, err)
 	return first, err
 }
