@@ -210,9 +210,9 @@ func startEmbedded(ctx context.Context, cfg embeddedConfig) (_ *embedded, err er
 		cfg.Hooks.at("before_outbox_publish")
 		return rt.Publisher.Publish(ctx, evs...)
 	})
-	// One process writes everything here: each write's events are
-	// published by the writer right after its commit (no relay wake-up, no
-	// read back) and marked sent a few at a time.
+	// One process writes everything here: each write hands its events to
+	// the relay right after its commit (no read back; several writers' in
+	// one publish), and they are marked sent a few at a time.
 	relay := outbox.NewRelay(store, relayPub, outbox.Options{Logger: cfg.Logger, Interval: 100 * time.Millisecond,
 		HandOff: true, MarkDelay: 5 * time.Millisecond})
 	rt.Store = outbox.Notifying(store, relay)
