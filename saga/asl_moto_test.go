@@ -64,6 +64,22 @@ func (m motoClients) queue(t *testing.T, ctx context.Context) string {
 	return *out.QueueUrl
 }
 
+// deploy creates a fresh task queue and a state machine from d's ASL for
+// it, and returns both.
+func (m motoClients) deploy(t *testing.T, ctx context.Context, d saga.Definition) (queueURL, arn string) {
+	t.Helper()
+	q := m.queue(t, ctx)
+	asl, err := saga.ASL(d, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn, err = m.machine(t, ctx, d.Name, asl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q, arn
+}
+
 func (m motoClients) machine(t *testing.T, ctx context.Context, name string, asl []byte) (string, error) {
 	t.Helper()
 	out, err := m.sfn.CreateStateMachine(ctx, &sfn.CreateStateMachineInput{
@@ -282,15 +298,7 @@ func TestASLExecutesOnMoto(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
-			q := m.queue(t, ctx)
-			asl, err := saga.ASL(d, q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			arn, err := m.machine(t, ctx, d.Name, asl)
-			if err != nil {
-				t.Fatal(err)
-			}
+			q, arn := m.deploy(t, ctx, d)
 			wctx, stop := context.WithCancel(ctx)
 			tasks := m.work(wctx, t, q, func(tk task) (string, string, string) {
 				switch {
@@ -390,15 +398,7 @@ func TestASLMissingPathsOnMoto(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
-			q := m.queue(t, ctx)
-			asl, err := saga.ASL(d, q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			arn, err := m.machine(t, ctx, d.Name, asl)
-			if err != nil {
-				t.Fatal(err)
-			}
+			q, arn := m.deploy(t, ctx, d)
 			wctx, stop := context.WithCancel(ctx)
 			tasks := m.work(wctx, t, q, func(tk task) (string, string, string) {
 				switch {
