@@ -226,6 +226,16 @@ func (e *env) wait(name string) psaga.Outcome {
 	return o
 }
 
+// crashedRun starts sagaName with input, has the worker crash when tool
+// reaches point, and returns the outcome the restarted harness reaches.
+func (e *env) crashedRun(sagaName, input, tool, point, what string) psaga.Outcome {
+	e.t.Helper()
+	done := e.tb.CrashAt(tool, point)
+	req := e.start(sagaName, input)
+	e.awaitCrash(req.Name, done, what)
+	return e.wait(req.Name)
+}
+
 // awaitCrash waits until the armed crash happened and the harness
 // restarted. An execution that ends first never reached the crash point
 // (the Invoker does not call Toolbox.Hook): that fails at once.
@@ -610,10 +620,7 @@ func testSlow(t *testing.T, nh NewHarness) {
 func testCrashAfterSideEffect(t *testing.T, nh NewHarness) {
 	e := setup(t, nh, SagaCrash)
 	requireRestart(t, e)
-	done := e.tb.CrashAt(ToolStepB, PointAfterSideEffect)
-	req := e.start(SagaCrash, `{"amount":1}`)
-	e.awaitCrash(req.Name, done, "after step_b's side effect")
-	o := e.wait(req.Name)
+	o := e.crashedRun(SagaCrash, `{"amount":1}`, ToolStepB, PointAfterSideEffect, "after step_b's side effect")
 	expectCompensated(t, o, "b", append([]string{saga.ErrorOutcomeUnknown}, timeoutErrs...), []string{"a"})
 	e.expectEffects(map[string]int{ToolStepA: 1, ToolStepB: 1, ToolUndoA: 1})
 	e.expectRuns(ToolStepB, 1)
@@ -625,10 +632,7 @@ func testCrashAfterSideEffect(t *testing.T, nh NewHarness) {
 func testCrashAfterComplete(t *testing.T, nh NewHarness) {
 	e := setup(t, nh, SagaCrash)
 	requireRestart(t, e)
-	done := e.tb.CrashAt(ToolStepB, PointAfterComplete)
-	req := e.start(SagaCrash, `{"amount":1}`)
-	e.awaitCrash(req.Name, done, "after step_b's outcome was stored")
-	o := e.wait(req.Name)
+	o := e.crashedRun(SagaCrash, `{"amount":1}`, ToolStepB, PointAfterComplete, "after step_b's outcome was stored")
 	if o.Status != psaga.StatusSucceeded {
 		t.Fatalf("status = %s, want succeeded (outcome %+v)", o.Status, o)
 	}
@@ -643,10 +647,7 @@ func testCrashInCompensation(t *testing.T, nh NewHarness) {
 	e := setup(t, nh, SagaCrash)
 	requireRestart(t, e)
 	e.tb.Fail(ToolStepC, Always)
-	done := e.tb.CrashAt(ToolUndoB, PointAfterComplete)
-	req := e.start(SagaCrash, `{"amount":1}`)
-	e.awaitCrash(req.Name, done, "after undo_b's outcome was stored")
-	o := e.wait(req.Name)
+	o := e.crashedRun(SagaCrash, `{"amount":1}`, ToolUndoB, PointAfterComplete, "after undo_b's outcome was stored")
 	expectCompensated(t, o, "c", toolErr, []string{"b", "a"})
 	e.expectEffects(map[string]int{ToolStepA: 1, ToolStepB: 1, ToolUndoB: 1, ToolUndoA: 1})
 	e.expectRuns(ToolUndoB, 1)
@@ -660,10 +661,7 @@ func testCrashInCompensation(t *testing.T, nh NewHarness) {
 func testCrashIdempotent(t *testing.T, nh NewHarness) {
 	e := setup(t, nh, SagaIdem)
 	requireRestart(t, e)
-	done := e.tb.CrashAt(ToolIdem, PointAfterSideEffect)
-	req := e.start(SagaIdem, `{"amount":1}`)
-	e.awaitCrash(req.Name, done, "after step_idem's side effect")
-	o := e.wait(req.Name)
+	o := e.crashedRun(SagaIdem, `{"amount":1}`, ToolIdem, PointAfterSideEffect, "after step_idem's side effect")
 	switch o.Status {
 	case psaga.StatusSucceeded:
 		e.expectEffects(map[string]int{ToolStepA: 1, ToolIdem: 1, ToolStepB: 1})
