@@ -228,17 +228,17 @@ func (e *engine) load(ctx context.Context) error {
 	}
 	now := time.Now()
 	return e.j.load(ctx,
-		func(id int64, queue string, body []byte, sentAt time.Time, receives int, delayUntil time.Time, reason string) {
-			q := e.queue(queue)
-			m := &msg{id: id, q: q, body: body, sentAt: sentAt, receives: receives, reason: reason, persisted: true, hidx: -1}
-			q.msgs[id] = m
-			if delayUntil.After(now) {
-				m.state, m.visibleAt = stTimed, now.Add(delayUntil.Sub(now))
+		func(s *stored) {
+			q := e.queue(s.queue)
+			m := &msg{id: s.id, q: q, body: s.body, sentAt: s.sentAt, receives: s.receives, reason: s.reason, persisted: true, hidx: -1}
+			q.msgs[s.id] = m
+			if s.delayUntil.After(now) {
+				m.state, m.visibleAt = stTimed, now.Add(s.delayUntil.Sub(now))
 				e.pushTimed(m)
 			} else {
 				q.pushReady(m)
 			}
-			e.nextID = max(e.nextID, id+1)
+			e.nextID = max(e.nextID, s.id+1)
 		},
 		func(d *deadMsg) {
 			q := e.queue(d.queue)
@@ -360,9 +360,29 @@ func (e *engine) run() {
 		e.requests.Add(int64(len(e.batch)))
 		e.step()
 		if e.j != nil {
-			if err := e.j.maybeCheckpoint(context.Background(), len(e.reqs) == 0); err != nil {
-				e.log.Warn("local bus: checkpoint failed", "err", err)
-			}
+			e.maintain(context.Background(), len(e.reqs) == 0)
+		}
+	}
+}
+
+// maintain compacts the journal's log and checkpoints its WAL when they are
+// due; both wait for an idle moment unless long overdue.
+func (e *engine) maintain(ctx context.Context, idle bool) {
+	if e.j.needsCompaction(idle) {
+		if err := e.j.compact(ctx, e.eachLive); err != nil {
+			e.log.Warn("local bus: journal compaction failed", "err", err)
+		}
+	}
+	if err := e.j.maybeCheckpoint(ctx, idle); err != nil {
+		e.log.Warn("local bus: checkpoint failed", "err", err)
+	}
+}
+
+// eachLive calls f for every message that is not gone.
+func (e *engine) eachLive(f func(*msg)) {
+	for _, q := range e.queues {
+		for _, m := range q.msgs {
+			f(m)
 		}
 	}
 }

@@ -5,7 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
-	"strings"
+	"slices"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
@@ -14,52 +14,50 @@ import (
 // journal is the durable half of the bus: every state change the engine
 // makes in memory is written here in the same batch, and the engine's state
 // is rebuilt from it on open. Only the engine goroutine touches it.
+//
+// Messages are kept as a log (record.go): each group commit appends ONE row
+// holding a record per message it changed. The first format kept a row per
+// message and queue, so an event routed to three queues, delivered and
+// acked there cost nine row writes in two b-tree places; now it is a few
+// dozen bytes appended to the log's last page per commit. The log is
+// compacted when it has grown past twice what its last compaction wrote.
+// Dead letters, written rarely and read by `agentbus dlq`, keep their table.
 type journal struct {
 	db   *sql.DB
 	conn *sql.Conn
 
-	insDead, delDead, beginSt, commitSt *sql.Stmt
-	// upsert[n] and del[n] write n messages in one statement; batches are
-	// cut into chunks of these sizes, so per-row statement overhead is paid
-	// once per chunk.
-	upsert, del map[int]*sql.Stmt
-	args        []any
-	inTx        bool
-	// sinceCheckpoint approximates WAL growth (rows written) since the
+	insDead, delDead, beginSt, commitSt, appendSt *sql.Stmt
+	row                                           rowEncoder
+	inTx                                          bool
+	// sinceCheckpoint approximates WAL growth (records written) since the
 	// last checkpoint.
 	sinceCheckpoint int
+	// logBytes is what the log holds since its last compaction; snapBytes
+	// is what that compaction wrote.
+	logBytes, snapBytes int
+	compactMin          int // compactMin, or less in tests
+	// legacy: the file still has the first format's messages table; the
+	// first compaction (right after load) moves its rows into the log.
+	legacy bool
 }
 
 const (
-	checkpointIdle  = 2_000  // rows: checkpoint when idle past this
-	checkpointForce = 50_000 // rows: checkpoint even when busy
+	checkpointIdle  = 2_000  // records: checkpoint when idle past this
+	checkpointForce = 50_000 // records: checkpoint even when busy
+
+	// compactMin is the log size below which it is never compacted; above
+	// it, the log is compacted once it is twice what the last compaction
+	// wrote. So the file stays within a few times the live messages, and a
+	// long-lived message is rewritten once per doubling.
+	compactMin = 8 << 20
+	// snapRow caps one row of a compaction.
+	snapRow = 1 << 20
 )
 
-// maybeCheckpoint copies the WAL back into the database file when enough was
-// written: when the engine is idle, or regardless once the WAL is large. A
-// checkpoint fsyncs, so doing it in an idle moment keeps it out of the
-// latency of publishes and receives.
-func (j *journal) maybeCheckpoint(ctx context.Context, idle bool) error {
-	if j.sinceCheckpoint < checkpointIdle || (!idle && j.sinceCheckpoint < checkpointForce) {
-		return nil
-	}
-	j.sinceCheckpoint = 0
-	_, err := j.conn.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
-	return err
-}
-
-// chunks are the multi-row statement sizes, largest first.
-var chunks = []int{64, 16, 4, 1}
-
 const schema = `
-CREATE TABLE IF NOT EXISTS messages (
-	id            INTEGER PRIMARY KEY,
-	queue         TEXT    NOT NULL,
-	body          BLOB    NOT NULL,
-	sent_at       INTEGER NOT NULL, -- unix nanoseconds
-	receive_count INTEGER NOT NULL,
-	delay_until   INTEGER NOT NULL, -- unix nanoseconds; 0 = visible at once after a restart
-	reason        TEXT    NOT NULL  -- last failure reason ('' if none)
+CREATE TABLE IF NOT EXISTS log (
+	seq INTEGER PRIMARY KEY,
+	rec BLOB    NOT NULL -- one group commit's message records (record.go)
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
 	id            INTEGER PRIMARY KEY,
@@ -84,8 +82,6 @@ func openJournal(ctx context.Context, path, synchronous string) (*journal, error
 	q.Add("_pragma", "busy_timeout(2000)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous("+synchronous+")")
-	// Multi-row statements keep a statement journal; in memory, not a temp
-	// file.
 	q.Add("_pragma", "temp_store(MEMORY)")
 	// Checkpoints (which fsync) are run by the engine when it is idle
 	// instead of inside whichever commit crosses 1000 WAL pages: see
@@ -102,7 +98,7 @@ func openJournal(ctx context.Context, path, synchronous string) (*journal, error
 		db.Close()
 		return nil, fmt.Errorf("local bus: open %s: %w", path, err)
 	}
-	j := &journal{db: db, conn: conn}
+	j := &journal{db: db, conn: conn, compactMin: compactMin}
 	if err := j.init(ctx); err != nil {
 		j.close()
 		return nil, fmt.Errorf("local bus: open %s: %w", path, err)
@@ -121,11 +117,11 @@ func (j *journal) init(ctx context.Context) error {
 	if mode != "wal" {
 		return fmt.Errorf("journal_mode is %q, want wal", mode)
 	}
-	prep := func(s **sql.Stmt, q string) error {
-		var err error
-		*s, err = j.conn.PrepareContext(ctx, q)
+	var n int
+	if err := j.conn.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'messages'`).Scan(&n); err != nil {
 		return err
 	}
+	j.legacy = n > 0
 	for _, p := range []struct {
 		s **sql.Stmt
 		q string
@@ -134,40 +130,19 @@ func (j *journal) init(ctx context.Context) error {
 		{&j.delDead, `DELETE FROM dead_letters WHERE id = ?`},
 		{&j.beginSt, `BEGIN IMMEDIATE`},
 		{&j.commitSt, `COMMIT`},
+		{&j.appendSt, `INSERT INTO log (rec) VALUES (?)`},
 	} {
-		if err := prep(p.s, p.q); err != nil {
+		var err error
+		if *p.s, err = j.conn.PrepareContext(ctx, p.q); err != nil {
 			return fmt.Errorf("prepare: %w", err)
 		}
-	}
-	j.upsert, j.del = map[int]*sql.Stmt{}, map[int]*sql.Stmt{}
-	for _, n := range chunks {
-		// An existing row only takes the mutable columns (its body param is
-		// an empty placeholder); a new row is inserted whole.
-		q := `INSERT INTO messages (id, queue, body, sent_at, receive_count, delay_until, reason) VALUES ` +
-			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?), ", n), ", ") +
-			` ON CONFLICT (id) DO UPDATE SET receive_count = excluded.receive_count, delay_until = excluded.delay_until, reason = excluded.reason`
-		var st *sql.Stmt
-		if err := prep(&st, q); err != nil {
-			return fmt.Errorf("prepare: %w", err)
-		}
-		j.upsert[n] = st
-		q = `DELETE FROM messages WHERE id IN (` + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + `)`
-		if err := prep(&st, q); err != nil {
-			return fmt.Errorf("prepare: %w", err)
-		}
-		j.del[n] = st
 	}
 	return nil
 }
 
 func (j *journal) close() error {
-	for _, s := range []*sql.Stmt{j.insDead, j.delDead, j.beginSt, j.commitSt} {
+	for _, s := range []*sql.Stmt{j.insDead, j.delDead, j.beginSt, j.commitSt, j.appendSt} {
 		if s != nil {
-			s.Close()
-		}
-	}
-	for _, m := range []map[int]*sql.Stmt{j.upsert, j.del} {
-		for _, s := range m {
 			s.Close()
 		}
 	}
@@ -175,6 +150,19 @@ func (j *journal) close() error {
 		j.conn.Close()
 	}
 	return j.db.Close()
+}
+
+// maybeCheckpoint copies the WAL back into the database file when enough was
+// written: when the engine is idle, or regardless once the WAL is large. A
+// checkpoint fsyncs, so doing it in an idle moment keeps it out of the
+// latency of publishes and receives.
+func (j *journal) maybeCheckpoint(ctx context.Context, idle bool) error {
+	if j.sinceCheckpoint < checkpointIdle || (!idle && j.sinceCheckpoint < checkpointForce) {
+		return nil
+	}
+	j.sinceCheckpoint = 0
+	_, err := j.conn.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+	return err
 }
 
 func (j *journal) begin(ctx context.Context) error {
@@ -187,7 +175,6 @@ func (j *journal) begin(ctx context.Context) error {
 
 func (j *journal) commit(ctx context.Context) error {
 	j.inTx = false
-	j.sinceCheckpoint++
 	if _, err := j.commitSt.ExecContext(ctx); err != nil {
 		// A failed COMMIT may leave the transaction open; end it.
 		_, _ = j.conn.ExecContext(ctx, "ROLLBACK")
@@ -217,57 +204,96 @@ func fromNanos(n int64) time.Time {
 	return time.Unix(0, n)
 }
 
-// flushMsgs writes the messages' current state: upserts for live ones,
-// deletes for gone ones that were written before.
+// flushMsgs appends one log row with the messages' changes: the whole
+// message when it was never written, its mutable fields when it was, a
+// delete when a written message is gone.
 func (j *journal) flushMsgs(ctx context.Context, ms []*msg) error {
 	j.sinceCheckpoint += len(ms)
-	var live, gone []*msg
+	j.row.reset()
 	for _, m := range ms {
 		switch {
-		case m.state != stGone:
-			live = append(live, m)
+		case m.state == stGone && m.persisted:
+			j.row.del(m)
+		case m.state == stGone:
+			// Born and gone in one batch: never written.
 		case m.persisted:
-			gone = append(gone, m)
+			j.row.update(m)
+		default:
+			j.row.put(m)
 		}
-		// Born and gone in one batch: never written.
 	}
-	for len(live) > 0 {
-		n := chunkFor(len(live))
-		j.args = j.args[:0]
-		for _, m := range live[:n] {
-			body := m.body
-			if m.persisted {
-				body = []byte{}
-			}
-			j.args = append(j.args, m.id, m.q.name, body, nanos(m.sentAt), m.receives, nanos(m.delayUntil()), m.reason)
-		}
-		if _, err := j.upsert[n].ExecContext(ctx, j.args...); err != nil {
-			return err
-		}
-		live = live[n:]
+	if len(j.row.buf) == 0 {
+		return nil
 	}
-	for len(gone) > 0 {
-		n := chunkFor(len(gone))
-		j.args = j.args[:0]
-		for _, m := range gone[:n] {
-			j.args = append(j.args, m.id)
-		}
-		if _, err := j.del[n].ExecContext(ctx, j.args...); err != nil {
-			return err
-		}
-		gone = gone[n:]
-	}
-	clear(j.args)
-	return nil
+	j.logBytes += len(j.row.buf)
+	_, err := j.appendSt.ExecContext(ctx, j.row.buf)
+	return err
 }
 
-func chunkFor(n int) int {
-	for _, c := range chunks {
-		if n >= c {
-			return c
+// needsCompaction reports whether the log should be rewritten: in an idle
+// moment once it is due, and regardless once it is four times past due
+// (a bus that is never idle).
+func (j *journal) needsCompaction(idle bool) bool {
+	due := max(j.compactMin, 2*j.snapBytes)
+	if !idle {
+		due *= 4
+	}
+	return j.legacy || j.logBytes >= due
+}
+
+// compact rewrites the log as the live messages alone (live calls its
+// argument for each one) and drops every older row, in one transaction. It
+// changes nothing in the engine's memory, so a failed compaction only leaves
+// the log as long as it was.
+func (j *journal) compact(ctx context.Context, live func(func(*msg))) (err error) {
+	if err := j.begin(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			j.rollback(ctx)
+		}
+	}()
+	var first int64
+	if err := j.conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) + 1 FROM log`).Scan(&first); err != nil {
+		return err
+	}
+	written := 0
+	var werr error
+	emit := func() {
+		if werr == nil && len(j.row.buf) > 0 {
+			written += len(j.row.buf)
+			_, werr = j.appendSt.ExecContext(ctx, j.row.buf)
+		}
+		j.row.reset()
+	}
+	j.row.reset()
+	live(func(m *msg) {
+		j.row.put(m)
+		if len(j.row.buf) >= snapRow {
+			emit()
+		}
+	})
+	emit()
+	if werr != nil {
+		return werr
+	}
+	if _, err := j.conn.ExecContext(ctx, `DELETE FROM log WHERE seq < ?`, first); err != nil {
+		return err
+	}
+	if j.legacy {
+		if _, err := j.conn.ExecContext(ctx, `DROP TABLE messages`); err != nil {
+			return err
 		}
 	}
-	return 1
+	if err := j.commit(ctx); err != nil {
+		return err
+	}
+	j.legacy = false
+	j.logBytes, j.snapBytes = written, written
+	// The old rows' pages are free now: let the next idle moment checkpoint.
+	j.sinceCheckpoint = max(j.sinceCheckpoint, checkpointIdle)
+	return nil
 }
 
 func (j *journal) flushDead(ctx context.Context, d *deadMsg) error {
@@ -282,30 +308,47 @@ func (j *journal) flushDead(ctx context.Context, d *deadMsg) error {
 	return err
 }
 
-// load reads every message and dead letter, in id order.
-func (j *journal) load(ctx context.Context, onMsg func(id int64, queue string, body []byte, sentAt time.Time, receives int, delayUntil time.Time, reason string), onDead func(d *deadMsg)) error {
-	rows, err := j.conn.QueryContext(ctx, `SELECT id, queue, body, sent_at, receive_count, delay_until, reason FROM messages ORDER BY id`)
+// load reads every live message, in id order, and every dead letter.
+func (j *journal) load(ctx context.Context, onMsg func(s *stored), onDead func(d *deadMsg)) error {
+	live := map[int64]*stored{}
+	if j.legacy {
+		if err := j.loadLegacy(ctx, live); err != nil {
+			return err
+		}
+	}
+	rows, err := j.conn.QueryContext(ctx, `SELECT seq, rec FROM log ORDER BY seq`)
 	if err != nil {
 		return err
 	}
+	j.logBytes = 0
 	for rows.Next() {
 		var (
-			id, sent, delay int64
-			queue, reason   string
-			body            []byte
-			receives        int
+			seq int64
+			rec []byte
 		)
-		if err := rows.Scan(&id, &queue, &body, &sent, &receives, &delay, &reason); err != nil {
+		if err := rows.Scan(&seq, &rec); err != nil {
 			rows.Close()
 			return err
 		}
-		onMsg(id, queue, body, fromNanos(sent), receives, fromNanos(delay), reason)
+		j.logBytes += len(rec)
+		if err := replay(rec, live); err != nil {
+			rows.Close()
+			return fmt.Errorf("log row %d: %w", seq, err)
+		}
 	}
 	if err := rows.Close(); err != nil {
 		return err
 	}
 	if err := rows.Err(); err != nil {
 		return err
+	}
+	ids := make([]int64, 0, len(live))
+	for id := range live {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		onMsg(live[id])
 	}
 	rows, err = j.conn.QueryContext(ctx, `SELECT id, queue, body, sent_at, receive_count, reason, dead_at FROM dead_letters ORDER BY id`)
 	if err != nil {
@@ -320,6 +363,27 @@ func (j *journal) load(ctx context.Context, onMsg func(id int64, queue string, b
 		}
 		d.sentAt, d.deadAt = fromNanos(sent), fromNanos(dead)
 		onDead(d)
+	}
+	return rows.Err()
+}
+
+// loadLegacy reads the first format's messages table.
+func (j *journal) loadLegacy(ctx context.Context, live map[int64]*stored) error {
+	rows, err := j.conn.QueryContext(ctx, `SELECT id, queue, body, sent_at, receive_count, delay_until, reason FROM messages`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			s           stored
+			sent, delay int64
+		)
+		if err := rows.Scan(&s.id, &s.queue, &s.body, &sent, &s.receives, &delay, &s.reason); err != nil {
+			return err
+		}
+		s.sentAt, s.delayUntil = fromNanos(sent), fromNanos(delay)
+		live[s.id] = &s
 	}
 	return rows.Err()
 }

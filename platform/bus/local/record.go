@@ -1,0 +1,201 @@
+package local
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// The journal stores the queues' messages as a log: each group commit
+// appends ONE row holding a record per message it changed, and load replays
+// the rows in order. A row is a sequence of records:
+//
+//	'P' id queue sentAt receives delayUntil reason body   a message as a whole
+//	'U' id receives delayUntil reason                       a delivery or nack
+//	'D' id                                                  an ack, purge or redrive
+//
+// Integers are varints; strings and bodies are a uvarint length and bytes. A
+// body is either inline (its length + 1, then the bytes) or, when the same
+// event went to several queues in this row, a reference to the k-th inline
+// body before it (0, then k): an event fanned out to three queues is stored
+// once per commit instead of three times.
+//
+// Written by hand because the format is the engine's own change set; SQLite
+// (atomic, checksummed commits) still does the storing.
+const (
+	recPut    = 'P'
+	recUpdate = 'U'
+	recDelete = 'D'
+)
+
+// errCorrupt marks a journal row that cannot be decoded.
+var errCorrupt = errors.New("corrupt journal record")
+
+// rowEncoder builds one log row.
+type rowEncoder struct {
+	buf    []byte
+	bodies map[*byte]int // first byte of an inline body -> its 1-based index
+	n      int           // inline bodies so far
+}
+
+func (w *rowEncoder) reset() {
+	w.buf = w.buf[:0]
+	clear(w.bodies)
+	w.n = 0
+}
+
+func (w *rowEncoder) str(s string) {
+	w.buf = binary.AppendUvarint(w.buf, uint64(len(s)))
+	w.buf = append(w.buf, s...)
+}
+
+func (w *rowEncoder) put(m *msg) {
+	w.buf = append(w.buf, recPut)
+	w.buf = binary.AppendVarint(w.buf, m.id)
+	w.str(m.q.name)
+	w.buf = binary.AppendVarint(w.buf, nanos(m.sentAt))
+	w.buf = binary.AppendUvarint(w.buf, uint64(m.receives))
+	w.buf = binary.AppendVarint(w.buf, nanos(m.delayUntil()))
+	w.str(m.reason)
+	if len(m.body) > 0 {
+		if k, ok := w.bodies[&m.body[0]]; ok {
+			w.buf = binary.AppendUvarint(w.buf, 0)
+			w.buf = binary.AppendUvarint(w.buf, uint64(k))
+			return
+		}
+		if w.bodies == nil {
+			w.bodies = map[*byte]int{}
+		}
+		w.n++
+		w.bodies[&m.body[0]] = w.n
+	}
+	w.buf = binary.AppendUvarint(w.buf, uint64(len(m.body))+1)
+	w.buf = append(w.buf, m.body...)
+}
+
+func (w *rowEncoder) update(m *msg) {
+	w.buf = append(w.buf, recUpdate)
+	w.buf = binary.AppendVarint(w.buf, m.id)
+	w.buf = binary.AppendUvarint(w.buf, uint64(m.receives))
+	w.buf = binary.AppendVarint(w.buf, nanos(m.delayUntil()))
+	w.str(m.reason)
+}
+
+func (w *rowEncoder) del(m *msg) {
+	w.buf = append(w.buf, recDelete)
+	w.buf = binary.AppendVarint(w.buf, m.id)
+}
+
+// stored is a message as the journal holds it.
+type stored struct {
+	id         int64
+	queue      string
+	body       []byte
+	sentAt     time.Time
+	receives   int
+	delayUntil time.Time
+	reason     string
+}
+
+// replay applies the records of one row to live (id -> message).
+func replay(row []byte, live map[int64]*stored) error {
+	r := rowReader{b: row}
+	var bodies [][]byte
+	for r.err == nil && len(r.b) > 0 {
+		tag := r.b[0]
+		r.b = r.b[1:]
+		switch tag {
+		case recPut:
+			s := &stored{id: r.varint(), queue: r.str(), sentAt: fromNanos(r.varint()),
+				receives: r.count(), delayUntil: fromNanos(r.varint()), reason: r.str()}
+			switch n := r.uvarint(); {
+			case r.err != nil:
+			case n == 0:
+				k := r.uvarint()
+				if k < 1 || k > uint64(len(bodies)) {
+					r.fail("body reference %d of %d", k, len(bodies))
+					break
+				}
+				s.body = bodies[k-1]
+			default:
+				s.body = slices.Clone(r.bytes(n - 1))
+				if len(s.body) > 0 {
+					bodies = append(bodies, s.body)
+				}
+			}
+			if r.err == nil {
+				live[s.id] = s
+			}
+		case recUpdate:
+			id, receives, delay, reason := r.varint(), r.count(), fromNanos(r.varint()), r.str()
+			if s := live[id]; s != nil && r.err == nil {
+				s.receives, s.delayUntil, s.reason = receives, delay, reason
+			}
+		case recDelete:
+			id := r.varint()
+			if r.err == nil {
+				delete(live, id)
+			}
+		default:
+			r.fail("unknown record tag %q", tag)
+		}
+	}
+	return r.err
+}
+
+// rowReader decodes a row; the first error sticks and later reads return
+// zero values.
+type rowReader struct {
+	b   []byte
+	err error
+}
+
+func (r *rowReader) fail(format string, args ...any) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: %s", errCorrupt, fmt.Sprintf(format, args...))
+	}
+	r.b = nil
+}
+
+func (r *rowReader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail("bad unsigned varint")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *rowReader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail("bad varint")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *rowReader) count() int {
+	v := r.uvarint()
+	if v > 1<<31 {
+		r.fail("count %d out of range", v)
+		return 0
+	}
+	return int(v)
+}
+
+func (r *rowReader) bytes(n uint64) []byte {
+	if n > uint64(len(r.b)) {
+		r.fail("%d bytes wanted, %d left", n, len(r.b))
+		return nil
+	}
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *rowReader) str() string { return string(r.bytes(r.uvarint())) }
