@@ -342,7 +342,8 @@ func (rt *embedded) Close() error {
 }
 
 // executorStore lets the crash test stop the runtime in the middle of a
-// fan-in: after a result is recorded, before the step transition.
+// fan-in: after a result's write, before the handler acks (for all but a
+// step's last result, also before the step transition).
 type executorStore struct {
 	state.Store
 	hooks crashHooks
@@ -354,4 +355,12 @@ func (s executorStore) RecordResult(ctx context.Context, key state.StepKey, call
 		s.hooks.at("mid_fan_in")
 	}
 	return st, err
+}
+
+func (s executorStore) RecordAndComplete(ctx context.Context, key state.StepKey, callID string, result []byte, complete func(state.StepState) ([]state.OutboxEvent, error)) (state.StepState, bool, error) {
+	st, completed, err := s.Store.RecordAndComplete(ctx, key, callID, result, complete)
+	if err == nil {
+		s.hooks.at("mid_fan_in")
+	}
+	return st, completed, err
 }

@@ -329,6 +329,17 @@ type FanIn interface {
 	// first = true and has its outbox events written; the others get
 	// first = false, nil error, and write nothing.
 	CompleteStep(ctx context.Context, key StepKey, out ...OutboxEvent) (first bool, err error)
+	// RecordAndComplete is RecordResult followed, when the step it returns
+	// is not done and has every expected result (AllIn), by CompleteStep
+	// with the events complete builds from that state. The SQLite store
+	// does both in one transaction (a fan-in's last result costs one
+	// write, not two); the DynamoDB store does the two writes, each as safe
+	// to repeat as on its own. completed is true for the one call that
+	// marked the step done, and st is then Done. complete runs only for a
+	// step about to complete, possibly more than once (a retried
+	// transaction); an error from it completes nothing (the result may be
+	// recorded).
+	RecordAndComplete(ctx context.Context, key StepKey, callID string, result []byte, complete func(StepState) ([]OutboxEvent, error)) (st StepState, completed bool, err error)
 }
 
 // OutboxEvent is an event to publish once the state change it was written

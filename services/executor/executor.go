@@ -36,6 +36,7 @@ type Store interface {
 	OpenStep(ctx context.Context, key state.StepKey, callIDs []string, out ...state.OutboxEvent) (state.StepState, bool, error)
 	RecordResult(ctx context.Context, key state.StepKey, callID string, result []byte) (state.StepState, error)
 	CompleteStep(ctx context.Context, key state.StepKey, out ...state.OutboxEvent) (bool, error)
+	RecordAndComplete(ctx context.Context, key state.StepKey, callID string, result []byte, complete func(state.StepState) ([]state.OutboxEvent, error)) (state.StepState, bool, error)
 }
 
 // ToolCatalog tells which tools exist and their timeouts.
@@ -179,16 +180,25 @@ func (x *Executor) onStepPlanned(ctx context.Context, ev event.Event) error {
 	return x.complete(ctx, ev, key, st)
 }
 
+// onResult records a tool's result and, if it was the step's last, emits
+// StepCompleted in the same write.
 func (x *Executor) onResult(ctx context.Context, ev event.Event, step int, r events.ToolResult) error {
 	key := state.StepKey{SessionID: events.SessionID(ev), Step: step}
-	st, err := x.record(ctx, key, r)
+	b, err := x.encodeResult(r)
 	if err != nil {
 		return err
 	}
-	if st.Done || !st.AllIn() {
-		return nil
+	_, completed, err := x.store.RecordAndComplete(ctx, key, r.CallID, b, func(st state.StepState) ([]state.OutboxEvent, error) {
+		o, err := x.completion(ev, key, st)
+		return []state.OutboxEvent{o}, err
+	})
+	if err != nil {
+		return fmt.Errorf("executor: record result %s/%d/%s: %w", key.SessionID, key.Step, r.CallID, err)
 	}
-	return x.complete(ctx, ev, key, st)
+	if completed {
+		x.log.Debug("executor: step completed", "session", key.SessionID, "step", key.Step)
+	}
+	return nil
 }
 
 // maxResult keeps a recorded result within what the state store holds
@@ -196,16 +206,9 @@ func (x *Executor) onResult(ctx context.Context, ev event.Event, step int, r eve
 const maxResult = state.MaxInlineValue - 1024
 
 func (x *Executor) record(ctx context.Context, key state.StepKey, r events.ToolResult) (state.StepState, error) {
-	b, err := json.Marshal(r)
+	b, err := x.encodeResult(r)
 	if err != nil {
-		return state.StepState{}, fmt.Errorf("executor: encode result: %w", err)
-	}
-	if len(b) > maxResult {
-		r = events.ToolResult{CallID: r.CallID, Tool: r.Tool, Reason: events.ToolError,
-			Message: fmt.Sprintf("tool output of %d bytes exceeds the %d-byte limit of a step result", len(b), maxResult)}
-		if b, err = json.Marshal(r); err != nil {
-			return state.StepState{}, err
-		}
+		return state.StepState{}, err
 	}
 	st, err := x.store.RecordResult(ctx, key, r.CallID, b)
 	if err != nil {
@@ -214,14 +217,30 @@ func (x *Executor) record(ctx context.Context, key state.StepKey, r events.ToolR
 	return st, nil
 }
 
-// complete emits StepCompleted once: CompleteStep lets exactly one caller
-// write it to the outbox.
-func (x *Executor) complete(ctx context.Context, cause event.Event, key state.StepKey, st state.StepState) error {
+// encodeResult encodes a result for the state store, replacing an output
+// too large to store by a failure that says so.
+func (x *Executor) encodeResult(r events.ToolResult) ([]byte, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("executor: encode result: %w", err)
+	}
+	if len(b) > maxResult {
+		r = events.ToolResult{CallID: r.CallID, Tool: r.Tool, Reason: events.ToolError,
+			Message: fmt.Sprintf("tool output of %d bytes exceeds the %d-byte limit of a step result", len(b), maxResult)}
+		if b, err = json.Marshal(r); err != nil {
+			return nil, fmt.Errorf("executor: encode result: %w", err)
+		}
+	}
+	return b, nil
+}
+
+// completion builds the StepCompleted of a step whose results are all in.
+func (x *Executor) completion(cause event.Event, key state.StepKey, st state.StepState) (state.OutboxEvent, error) {
 	byID := map[string]events.ToolResult{}
 	for _, cr := range st.Results {
 		var r events.ToolResult
 		if err := json.Unmarshal(cr.Result, &r); err != nil {
-			return fmt.Errorf("executor: stored result %s is unreadable: %v: %w", cr.CallID, err, bus.ErrPermanent)
+			return state.OutboxEvent{}, fmt.Errorf("executor: stored result %s is unreadable: %v: %w", cr.CallID, err, bus.ErrPermanent)
 		}
 		byID[cr.CallID] = r
 	}
@@ -229,7 +248,13 @@ func (x *Executor) complete(ctx context.Context, cause event.Event, key state.St
 	for _, id := range st.Expected {
 		sc.Results = append(sc.Results, byID[id])
 	}
-	o, err := x.outbox(key.SessionID, cause, sc, "completed", strconv.Itoa(key.Step))
+	return x.outbox(key.SessionID, cause, sc, "completed", strconv.Itoa(key.Step))
+}
+
+// complete emits StepCompleted once: CompleteStep lets exactly one caller
+// write it to the outbox.
+func (x *Executor) complete(ctx context.Context, cause event.Event, key state.StepKey, st state.StepState) error {
+	o, err := x.completion(cause, key, st)
 	if err != nil {
 		return err
 	}

@@ -1256,6 +1256,26 @@ func (st *Store) RecordResult(ctx context.Context, k state.StepKey, callID strin
 	return st.readStep(ctx, k)
 }
 
+// RecordAndComplete implements state.FanIn as RecordResult then, when the
+// step is complete, CompleteStep: two writes (a transaction could not read
+// the results it needs to build the events).
+func (st *Store) RecordAndComplete(ctx context.Context, k state.StepKey, callID string, result []byte, complete func(state.StepState) ([]state.OutboxEvent, error)) (state.StepState, bool, error) {
+	stt, err := st.RecordResult(ctx, k, callID, result)
+	if err != nil || stt.Done || !stt.AllIn() {
+		return stt, false, err
+	}
+	out, err := complete(stt)
+	if err != nil {
+		return state.StepState{}, false, err
+	}
+	first, err := st.CompleteStep(ctx, k, out...)
+	if err != nil {
+		return state.StepState{}, false, err
+	}
+	stt.Done = true // by this call or a concurrent one
+	return stt, first, nil
+}
+
 // CompleteStep implements state.FanIn: an upsert of the step header that
 // sets `done` only if it is not set yet.
 func (st *Store) CompleteStep(ctx context.Context, k state.StepKey, out ...state.OutboxEvent) (bool, error) {

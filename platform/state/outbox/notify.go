@@ -23,9 +23,9 @@ func (r *Relay) written(out []state.OutboxEvent) {
 
 // AfterWrite wraps a state store so that f gets the outbox events of every
 // write that committed them: not of a failed write, nor of an OpenStep that
-// found the step open or a CompleteStep that was not first (those write
-// nothing; their events were written, and published, before). f runs in the
-// writer's goroutine after the commit.
+// found the step open or a CompleteStep or RecordAndComplete that did not
+// complete the step (those write nothing; their events were written, and
+// published, before). f runs in the writer's goroutine after the commit.
 func AfterWrite(s state.Store, f func(out []state.OutboxEvent)) state.Store {
 	return afterWrite{Store: s, f: f}
 }
@@ -69,4 +69,15 @@ func (a afterWrite) CompleteStep(ctx context.Context, key state.StepKey, out ...
 	first, err := a.Store.CompleteStep(ctx, key, out...)
 	a.done(out, first, err)
 	return first, err
+}
+
+func (a afterWrite) RecordAndComplete(ctx context.Context, key state.StepKey, callID string, result []byte, complete func(state.StepState) ([]state.OutboxEvent, error)) (state.StepState, bool, error) {
+	var out []state.OutboxEvent
+	st, completed, err := a.Store.RecordAndComplete(ctx, key, callID, result, func(st state.StepState) ([]state.OutboxEvent, error) {
+		var err error
+		out, err = complete(st)
+		return out, err
+	})
+	a.done(out, completed, err)
+	return st, completed, err
 }

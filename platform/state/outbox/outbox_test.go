@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -494,5 +495,40 @@ func TestHandOffWriteThatWroteNothing(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	if got := pub.ids(); !slices.Equal(got, []string{"done-0"}) {
 		t.Fatalf("published %q, want only done-0: the second CompleteStep wrote nothing", got)
+	}
+}
+
+// TestAfterWriteRecordAndComplete: only the call that completed the step
+// hands its events on.
+func TestAfterWriteRecordAndComplete(t *testing.T) {
+	t.Parallel()
+	var got []string
+	s := outbox.AfterWrite(newStore(t), func(out []state.OutboxEvent) {
+		for _, o := range out {
+			got = append(got, o.ID)
+		}
+	})
+	key := state.StepKey{SessionID: "s-1", Step: 1}
+	if _, _, err := s.OpenStep(t.Context(), key, []string{"c1", "c2"}); err != nil {
+		t.Fatal(err)
+	}
+	complete := func(state.StepState) ([]state.OutboxEvent, error) {
+		return outbox.FromEvents(newEvent(t, "step-1-completed"))
+	}
+	for i, tc := range []struct {
+		call string
+		want []string
+	}{
+		{"c1", nil},
+		{"c2", []string{"step-1-completed"}},
+		{"c2", nil}, // redelivered: the step is done, nothing written
+	} {
+		got = nil
+		if _, _, err := s.RecordAndComplete(t.Context(), key, tc.call, []byte(`1`), complete); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(tc.want) || (len(got) > 0 && !strings.HasSuffix(got[0], tc.want[0])) {
+			t.Errorf("write %d (%s) handed on %q, want %q", i, tc.call, got, tc.want)
+		}
 	}
 }

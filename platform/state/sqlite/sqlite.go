@@ -873,6 +873,54 @@ func (s *Store) RecordResult(ctx context.Context, key state.StepKey, callID stri
 	return st, nil
 }
 
+// RecordAndComplete implements state.FanIn in one transaction.
+func (s *Store) RecordAndComplete(ctx context.Context, key state.StepKey, callID string, result []byte, complete func(state.StepState) ([]state.OutboxEvent, error)) (state.StepState, bool, error) {
+	if err := validateStep(key); err != nil {
+		return state.StepState{}, false, err
+	}
+	if err := state.ValidateID("call id", callID); err != nil {
+		return state.StepState{}, false, err
+	}
+	if len(result) > state.MaxInlineValue {
+		return state.StepState{}, false, fmt.Errorf("call result of %d bytes, max %d: %w", len(result), state.MaxInlineValue, state.ErrTooLarge)
+	}
+	var (
+		st        state.StepState
+		completed bool
+	)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		completed = false
+		if _, err := s.exec(ctx, tx, qRecordResult,
+			key.SessionID, key.Step, callID, nonNil(result)); err != nil {
+			return fmt.Errorf("record result %v/%s: %w", key, callID, err)
+		}
+		var err error
+		if st, _, err = s.readStep(ctx, tx, key); err != nil || st.Done || !st.AllIn() {
+			return err
+		}
+		out, err := complete(st)
+		if err != nil {
+			return err
+		}
+		if err := state.ValidateOutbox(out); err != nil {
+			return err
+		}
+		res, err := s.exec(ctx, tx, qCompleteStep, key.SessionID, key.Step)
+		if err != nil {
+			return fmt.Errorf("complete step %v: %w", key, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		completed, st.Done = true, true
+		return s.writeOutbox(ctx, tx, out)
+	})
+	if err != nil {
+		return state.StepState{}, false, err
+	}
+	return st, completed, nil
+}
+
 // CompleteStep implements state.FanIn.
 func (s *Store) CompleteStep(ctx context.Context, key state.StepKey, out ...state.OutboxEvent) (bool, error) {
 	if err := validateStep(key); err != nil {

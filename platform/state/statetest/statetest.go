@@ -64,6 +64,8 @@ func Run(t *testing.T, newStore func(t *testing.T) state.Store) {
 		{"FanInOpenOnce", testFanInOpenOnce},
 		{"FanInRecordIdempotent", testFanInRecordIdempotent},
 		{"FanInRace", testFanInRace},
+		{"FanInRecordAndComplete", testFanInRecordAndComplete},
+		{"FanInRecordAndCompleteRace", testFanInRecordAndCompleteRace},
 		{"FanInInvalid", testFanInInvalid},
 		{"OutboxAtomicity", testOutboxAtomicity},
 		{"OutboxPendingMarkSent", testOutboxPendingMarkSent},
@@ -1084,6 +1086,109 @@ func testFanInRace(t *testing.T, s state.Store) {
 		}
 		if n := firsts.Load(); n != 1 {
 			t.Fatalf("step %d transitioned %d times, want exactly once", step, n)
+		}
+	}
+	wantPending(t, s, "step-1-completed", "step-2-completed", "step-3-completed")
+}
+
+func testFanInRecordAndComplete(t *testing.T, s state.Store) {
+	ctx := t.Context()
+	key := state.StepKey{SessionID: "s-1", Step: 2}
+	if _, _, err := s.OpenStep(ctx, key, []string{"c1", "c2"}); err != nil {
+		t.Fatalf("OpenStep: %v", err)
+	}
+	var calls []state.StepState
+	complete := func(st state.StepState) ([]state.OutboxEvent, error) {
+		calls = append(calls, st)
+		return []state.OutboxEvent{ob("step-2-completed")}, nil
+	}
+	st, completed, err := s.RecordAndComplete(ctx, key, "c1", []byte(`1`), complete)
+	if err != nil || completed || st.Done || len(st.Results) != 1 || len(calls) != 0 {
+		t.Fatalf("first of two results = %+v, %v, %v (complete called %d times); want recorded, not completed", st, completed, err, len(calls))
+	}
+	wantPending(t, s)
+	st, completed, err = s.RecordAndComplete(ctx, key, "c2", []byte(`2`), complete)
+	if err != nil || !completed || !st.Done || len(st.Results) != 2 {
+		t.Fatalf("last result = %+v, %v, %v; want completed and done", st, completed, err)
+	}
+	if len(calls) == 0 || len(calls[len(calls)-1].Results) != 2 || calls[len(calls)-1].Done {
+		t.Fatalf("complete saw %+v; want the open step with both results", calls)
+	}
+	wantPending(t, s, "step-2-completed")
+	if err := s.MarkSent(ctx, "step-2-completed"); err != nil {
+		t.Fatal(err)
+	}
+	// A redelivered result changes nothing and writes no event.
+	calls = nil
+	st, completed, err = s.RecordAndComplete(ctx, key, "c2", []byte(`2`), complete)
+	if err != nil || completed || !st.Done || len(calls) != 0 {
+		t.Fatalf("repeat = %+v, %v, %v (complete called %d times); want done, not completed again", st, completed, err, len(calls))
+	}
+	if first, err := s.CompleteStep(ctx, key, ob("again")); err != nil || first {
+		t.Fatalf("CompleteStep after RecordAndComplete = %v, %v; want not first", first, err)
+	}
+	wantPending(t, s)
+
+	// complete failing completes nothing; the step completes later.
+	k3 := state.StepKey{SessionID: "s-1", Step: 3}
+	if _, _, err := s.OpenStep(ctx, k3, []string{"c1"}); err != nil {
+		t.Fatalf("OpenStep: %v", err)
+	}
+	boom := errors.New("boom")
+	_, completed, err = s.RecordAndComplete(ctx, k3, "c1", []byte(`1`), func(state.StepState) ([]state.OutboxEvent, error) { return nil, boom })
+	if !errors.Is(err, boom) || completed {
+		t.Fatalf("RecordAndComplete with a failing complete = %v, %v; want boom", completed, err)
+	}
+	wantPending(t, s)
+	st, completed, err = s.RecordAndComplete(ctx, k3, "c1", []byte(`1`), func(state.StepState) ([]state.OutboxEvent, error) {
+		return []state.OutboxEvent{ob("step-3-completed")}, nil
+	})
+	if err != nil || !completed || !st.Done {
+		t.Fatalf("retry = %+v, %v, %v; want completed", st, completed, err)
+	}
+	wantPending(t, s, "step-3-completed")
+
+	// A step never opened has no expected calls: it never completes here.
+	st, completed, err = s.RecordAndComplete(ctx, state.StepKey{SessionID: "s-1", Step: 9}, "c1", []byte(`1`), complete)
+	if err != nil || completed || st.Done {
+		t.Fatalf("unopened step = %+v, %v, %v; want recorded only", st, completed, err)
+	}
+	_, _, err = s.RecordAndComplete(ctx, key, "", []byte(`1`), complete)
+	wantErr(t, "RecordAndComplete(no call id)", err, state.ErrInvalid)
+	_, _, err = s.RecordAndComplete(ctx, key, "c9", bytes.Repeat([]byte("x"), state.MaxInlineValue+1), complete)
+	wantErr(t, "RecordAndComplete(too large)", err, state.ErrTooLarge)
+}
+
+func testFanInRecordAndCompleteRace(t *testing.T, s state.Store) {
+	ctx := t.Context()
+	for step := 1; step <= 3; step++ {
+		key := state.StepKey{SessionID: "s-1", Step: step}
+		calls := []string{"a", "b", "c"}
+		if _, _, err := s.OpenStep(ctx, key, calls); err != nil {
+			t.Fatalf("OpenStep: %v", err)
+		}
+		var (
+			wg        sync.WaitGroup
+			completed atomic.Int32
+		)
+		for i := range Racers {
+			wg.Go(func() {
+				call := calls[i%len(calls)]
+				_, done, err := s.RecordAndComplete(ctx, key, call, []byte(`"`+call+`"`), func(st state.StepState) ([]state.OutboxEvent, error) {
+					return []state.OutboxEvent{ob(fmt.Sprintf("step-%d-completed", step))}, nil
+				})
+				if err != nil {
+					t.Errorf("RecordAndComplete(%s): %v", call, err)
+					return
+				}
+				if done {
+					completed.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if n := completed.Load(); n != 1 {
+			t.Fatalf("step %d completed %d times, want exactly once", step, n)
 		}
 	}
 	wantPending(t, s, "step-1-completed", "step-2-completed", "step-3-completed")
