@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +26,9 @@ func crashOptions(path string) local.Options {
 		Path:   path,
 		Rules:  []local.Rule{{Name: "all", Pattern: []byte(`{"source":["crash"]}`), Queue: "q"}},
 		Queues: []local.QueueConfig{{Name: "q", Visibility: time.Minute}},
+		// Compact the journal often, so that kills land in and around
+		// compactions too.
+		CompactAt: 16 << 10,
 	}
 }
 
@@ -69,6 +73,11 @@ func TestCrashChild(t *testing.T) {
 			}
 		}()
 	}
+	go func() {
+		for range time.Tick(20 * time.Millisecond) {
+			say(fmt.Sprint("C ", b.EngineStats().Compactions))
+		}
+	}()
 	q := b.Queue("q")
 	for {
 		msgs, err := q.Receive(ctx, 16, time.Second, time.Minute)
@@ -108,6 +117,7 @@ func TestKillNoLoss(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "crash.db")
 	published, acked, received, unacked := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
+	compactions := map[int]int{}
 	for round, after := range []time.Duration{150 * time.Millisecond, 400 * time.Millisecond, 50 * time.Millisecond, 700 * time.Millisecond} {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), crashEnv+"="+path)
@@ -154,14 +164,25 @@ func TestKillNoLoss(t *testing.T) {
 				// ack committed before the kill is unknown unless an "A" or
 				// a new "N" line follows, so it is no longer known unacked.
 				delete(unacked, id)
+			case "C":
+				if c, _ := strconv.Atoi(id); c > compactions[round] {
+					compactions[round] = c
+				}
 			case "ERR":
 				t.Errorf("round %d: child error: %s", round, id)
 			}
 		}
 		_ = cmd.Wait()
-		t.Logf("round %d: killed after %s; %d publishes acknowledged", round, after, n)
+		t.Logf("round %d: killed after %s; %d publishes acknowledged, %d journal compactions", round, after, n, compactions[round])
 	}
 
+	total := 0
+	for _, c := range compactions {
+		total += c
+	}
+	if total == 0 {
+		t.Error("no journal compaction ran in the killed processes: the kills did not cover them")
+	}
 	b, err := local.Open(context.Background(), crashOptions(path))
 	if err != nil {
 		t.Fatalf("reopen: %v", err)

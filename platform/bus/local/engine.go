@@ -184,7 +184,7 @@ type engine struct {
 	nextDID int64
 	gen     uint64
 
-	commits, requests, rows atomic.Int64
+	commits, requests, rows, compactions atomic.Int64
 
 	dirty     []*msg
 	deadDirty []*deadMsg
@@ -371,6 +371,8 @@ func (e *engine) maintain(ctx context.Context, idle bool) {
 	if e.j.needsCompaction(idle) {
 		if err := e.j.compact(ctx, e.eachLive); err != nil {
 			e.log.Warn("local bus: journal compaction failed", "err", err)
+		} else {
+			e.compactions.Add(1)
 		}
 	}
 	if err := e.j.maybeCheckpoint(ctx, idle); err != nil {

@@ -52,6 +52,10 @@ type Options struct {
 	// durable against process crashes) or "FULL" (also against power loss,
 	// one fsync per group commit).
 	Synchronous string
+	// CompactAt is the journal size in bytes past which the journal's log
+	// may be compacted (rewritten as the live messages alone): once it is
+	// also twice what the last compaction wrote. Default 8 MiB.
+	CompactAt int
 	// MaxEventSize is the largest event accepted, counted as EventBridge
 	// counts a PutEvents entry (source + detail-type + detail); default
 	// DefaultMaxEventSize. Larger events fail with bus.ErrTooLarge.
@@ -143,6 +147,9 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		var err error
 		if j, err = openJournal(ctx, opts.Path, opts.Synchronous); err != nil {
 			return nil, err
+		}
+		if opts.CompactAt > 0 {
+			j.compactMin = opts.CompactAt
 		}
 	}
 	b.e = newEngine(j, QueueConfig{Visibility: 30 * time.Second}, opts.Logger)
@@ -325,11 +332,14 @@ func (b *Bus) SendRaw(ctx context.Context, queue string, body []byte) error {
 // transactions committed (group commits), and message rows written.
 type EngineStats struct {
 	Requests, Commits, Rows int64
+	// Compactions counts the journal's compactions.
+	Compactions int64
 }
 
 // EngineStats reports how well group commit is batching.
 func (b *Bus) EngineStats() EngineStats {
-	return EngineStats{Requests: b.e.requests.Load(), Commits: b.e.commits.Load(), Rows: b.e.rows.Load()}
+	return EngineStats{Requests: b.e.requests.Load(), Commits: b.e.commits.Load(), Rows: b.e.rows.Load(),
+		Compactions: b.e.compactions.Load()}
 }
 
 // Queue returns a handle on the named queue.
