@@ -329,7 +329,8 @@ func (b *Bus) SendRaw(ctx context.Context, queue string, body []byte) error {
 }
 
 // EngineStats count the engine's work since Open: requests applied,
-// transactions committed (group commits), and message rows written.
+// transactions committed (group commits), message records written, and
+// journal compactions.
 type EngineStats struct {
 	Requests, Commits, Rows int64
 	// Compactions counts the journal's compactions.
