@@ -37,8 +37,12 @@ type journal struct {
 	logBytes, snapBytes int
 	compactMin          int // compactMin, or less in tests
 	// legacy: the file still has the first format's messages table; the
-	// first compaction (right after load) moves its rows into the log.
+	// first compaction moves its rows into the log (and only a compaction
+	// may drop it: its rows are live until a snapshot holds them).
 	legacy bool
+	// retryAt: after a failed compaction, the log size to wait for before
+	// trying again (0: no failure pending).
+	retryAt int
 }
 
 const (
@@ -234,6 +238,9 @@ func (j *journal) flushMsgs(ctx context.Context, ms []*msg) error {
 // moment once it is due, and regardless once it is four times past due
 // (a bus that is never idle).
 func (j *journal) needsCompaction(idle bool) bool {
+	if j.retryAt > 0 && j.logBytes < j.retryAt {
+		return false
+	}
 	due := max(j.compactMin, 2*j.snapBytes)
 	if !idle {
 		due *= 4
@@ -252,6 +259,9 @@ func (j *journal) compact(ctx context.Context, live func(func(*msg))) (err error
 	defer func() {
 		if err != nil {
 			j.rollback(ctx)
+			// Try again once another quarter of the threshold is written,
+			// not after every commit.
+			j.retryAt = j.logBytes + j.compactMin/4
 		}
 	}()
 	var first int64
@@ -289,7 +299,7 @@ func (j *journal) compact(ctx context.Context, live func(func(*msg))) (err error
 	if err := j.commit(ctx); err != nil {
 		return err
 	}
-	j.legacy = false
+	j.legacy, j.retryAt = false, 0
 	j.logBytes, j.snapBytes = written, written
 	// The old rows' pages are free now: let the next idle moment checkpoint.
 	j.sinceCheckpoint = max(j.sinceCheckpoint, checkpointIdle)

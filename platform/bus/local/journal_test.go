@@ -178,20 +178,25 @@ func logRows(t *testing.T, b *Bus) (rows, bytes int) {
 	return rows, bytes
 }
 
-func TestCompactionKeepsLiveMessages(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "bus.db")
-	b := busFile(t, path)
-	// Compact once the log holds 64 KiB.
-	setup := &inspectReq{errReq: newErrReq(), f: func(e *engine) { e.j.compactMin = 64 << 10 }}
-	if err := b.do(ctx, setup, setup.ch); err != nil {
+// onEngine runs f on b's engine goroutine.
+func onEngine(t *testing.T, b *Bus, f func(e *engine)) {
+	t.Helper()
+	r := &inspectReq{errReq: newErrReq(), f: f}
+	if err := b.do(context.Background(), r, r.ch); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// churn publishes n events of ~600 bytes to queue q, receives each, leaves
+// every 50th in flight (delivered again after a reopen) and acks the rest.
+// It returns the ids left in flight.
+func churn(t *testing.T, b *Bus, from, n int) map[string]bool {
+	t.Helper()
+	ctx := context.Background()
 	q := b.Queue("q")
 	pad := strings.Repeat("p", 500)
 	kept := map[string]bool{}
-	for i := range 400 {
+	for i := from; i < from+n; i++ {
 		ev := event.New()
 		ev.SetID(fmt.Sprint(i))
 		ev.SetSource("s")
@@ -206,35 +211,84 @@ func TestCompactionKeepsLiveMessages(t *testing.T) {
 		if err != nil || len(msgs) != 1 {
 			t.Fatalf("receive: %d, %v", len(msgs), err)
 		}
-		// Leave every 50th in flight (delivered again after the reopen);
-		// ack the rest.
 		if i%50 == 0 {
 			kept[ev.ID()] = true
 		} else if err := q.Ack(ctx, msgs[0].Receipt); err != nil {
 			t.Fatal(err)
 		}
 	}
-	rows, size := logRows(t, b)
-	if size > 200<<10 {
-		t.Errorf("log holds %d bytes in %d rows after ~250 KiB of writes with 8 messages live: never compacted", size, rows)
-	}
-	b.Close()
+	return kept
+}
 
-	b = busFile(t, path)
+// wantAfterReopen reopens the bus file and checks that exactly the kept
+// messages come back, each delivered for the second time.
+func wantAfterReopen(t *testing.T, path string, kept map[string]bool) {
+	t.Helper()
+	b := busFile(t, path)
 	defer b.Close()
-	q = b.Queue("q")
-	msgs, err := q.Receive(ctx, 10, 0, time.Minute)
+	msgs, err := b.Queue("q").Receive(context.Background(), len(kept)+10, 0, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(msgs) != len(kept) {
-		t.Fatalf("after compaction and reopen: %d messages, want %d", len(msgs), len(kept))
+		t.Fatalf("after reopen: %d messages, want %d", len(msgs), len(kept))
 	}
 	for _, m := range msgs {
 		if !kept[m.Event.ID()] || m.ReceiveCount != 2 {
 			t.Errorf("message %s with ReceiveCount %d, want one of the kept ones with 2", m.Event.ID(), m.ReceiveCount)
 		}
 	}
+}
+
+func TestCompactionKeepsLiveMessages(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "bus.db")
+	b := busFile(t, path)
+	// Compact once the log holds 64 KiB.
+	onEngine(t, b, func(e *engine) { e.j.compactMin = 64 << 10 })
+	kept := churn(t, b, 0, 400)
+	rows, size := logRows(t, b)
+	if size > 200<<10 {
+		t.Errorf("log holds %d bytes in %d rows after ~250 KiB of writes with 8 messages live: never compacted", size, rows)
+	}
+	b.Close()
+	wantAfterReopen(t, path, kept)
+}
+
+// TestFailedCompactionLosesNothing makes compactions fail (a trigger
+// refuses the delete of the old rows), checks that they are not retried
+// after every commit, then lets them succeed.
+func TestFailedCompactionLosesNothing(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "bus.db")
+	b := busFile(t, path)
+	onEngine(t, b, func(e *engine) {
+		e.j.compactMin = 64 << 10
+		if _, err := e.j.conn.ExecContext(context.Background(),
+			`CREATE TRIGGER refuse BEFORE DELETE ON log BEGIN SELECT RAISE(ABORT, 'refused'); END`); err != nil {
+			t.Error(err)
+		}
+	})
+	kept := churn(t, b, 0, 200)
+	var retryAt, logBytes int
+	onEngine(t, b, func(e *engine) { retryAt, logBytes = e.j.retryAt, e.j.logBytes })
+	if retryAt <= logBytes-16<<10 || b.EngineStats().Compactions != 0 {
+		t.Fatalf("after failed compactions: retry at %d bytes with %d in the log, %d compactions; want a retry point ahead and none done",
+			retryAt, logBytes, b.EngineStats().Compactions)
+	}
+	onEngine(t, b, func(e *engine) {
+		if _, err := e.j.conn.ExecContext(context.Background(), `DROP TRIGGER refuse`); err != nil {
+			t.Error(err)
+		}
+	})
+	for id := range churn(t, b, 200, 300) {
+		kept[id] = true
+	}
+	if b.EngineStats().Compactions == 0 {
+		t.Fatal("no compaction succeeded after the trigger was dropped")
+	}
+	b.Close()
+	wantAfterReopen(t, path, kept)
 }
 
 // TestFirstFormatFileIsMigrated opens a bus file written in the first

@@ -36,8 +36,14 @@ var errCorrupt = errors.New("corrupt journal record")
 // rowEncoder builds one log row.
 type rowEncoder struct {
 	buf    []byte
-	bodies map[*byte]int // first byte of an inline body -> its 1-based index
-	n      int           // inline bodies so far
+	bodies map[bodyKey]int // an inline body -> its 1-based index
+	n      int             // inline bodies so far
+}
+
+// bodyKey identifies a body slice: the queues' copies of one event share it.
+type bodyKey struct {
+	p *byte
+	n int
 }
 
 func (w *rowEncoder) reset() {
@@ -60,16 +66,17 @@ func (w *rowEncoder) put(m *msg) {
 	w.buf = binary.AppendVarint(w.buf, nanos(m.delayUntil()))
 	w.str(m.reason)
 	if len(m.body) > 0 {
-		if k, ok := w.bodies[&m.body[0]]; ok {
+		bk := bodyKey{&m.body[0], len(m.body)}
+		if k, ok := w.bodies[bk]; ok {
 			w.buf = binary.AppendUvarint(w.buf, 0)
 			w.buf = binary.AppendUvarint(w.buf, uint64(k))
 			return
 		}
 		if w.bodies == nil {
-			w.bodies = map[*byte]int{}
+			w.bodies = map[bodyKey]int{}
 		}
 		w.n++
-		w.bodies[&m.body[0]] = w.n
+		w.bodies[bk] = w.n
 	}
 	w.buf = binary.AppendUvarint(w.buf, uint64(len(m.body))+1)
 	w.buf = append(w.buf, m.body...)

@@ -1045,6 +1045,18 @@ func testFanInRecordIdempotent(t *testing.T, s state.Store) {
 }
 
 func testFanInRace(t *testing.T, s state.Store) {
+	fanInRace(t, s, func(ctx context.Context, key state.StepKey, call string, out state.OutboxEvent) (bool, error) {
+		st, err := s.RecordResult(ctx, key, call, []byte(`"`+call+`"`))
+		if err != nil || !st.AllIn() {
+			return false, err
+		}
+		return s.CompleteStep(ctx, key, out)
+	})
+}
+
+// fanInRace delivers each of a step's three results to several executors
+// at once, which record it with record; exactly one must complete the step.
+func fanInRace(t *testing.T, s state.Store, record func(ctx context.Context, key state.StepKey, call string, out state.OutboxEvent) (completed bool, err error)) {
 	ctx := t.Context()
 	for step := 1; step <= 3; step++ {
 		key := state.StepKey{SessionID: "s-1", Step: step}
@@ -1053,39 +1065,25 @@ func testFanInRace(t *testing.T, s state.Store) {
 			t.Fatalf("OpenStep: %v", err)
 		}
 		var (
-			wg     sync.WaitGroup
-			firsts atomic.Int32
-			allIn  atomic.Int32
+			wg        sync.WaitGroup
+			completed atomic.Int32
 		)
-		// Each result is delivered to several executors at once.
 		for i := range Racers {
 			wg.Go(func() {
 				call := calls[i%len(calls)]
-				st, err := s.RecordResult(ctx, key, call, []byte(`"`+call+`"`))
+				done, err := record(ctx, key, call, ob(fmt.Sprintf("step-%d-completed", step)))
 				if err != nil {
-					t.Errorf("RecordResult(%s): %v", call, err)
+					t.Errorf("recording %s: %v", call, err)
 					return
 				}
-				if !st.AllIn() {
-					return
-				}
-				allIn.Add(1)
-				first, err := s.CompleteStep(ctx, key, ob(fmt.Sprintf("step-%d-completed", step)))
-				if err != nil {
-					t.Errorf("CompleteStep: %v", err)
-					return
-				}
-				if first {
-					firsts.Add(1)
+				if done {
+					completed.Add(1)
 				}
 			})
 		}
 		wg.Wait()
-		if allIn.Load() == 0 {
-			t.Fatalf("step %d: no recorder saw all results in", step)
-		}
-		if n := firsts.Load(); n != 1 {
-			t.Fatalf("step %d transitioned %d times, want exactly once", step, n)
+		if n := completed.Load(); n != 1 {
+			t.Fatalf("step %d completed %d times, want exactly once", step, n)
 		}
 	}
 	wantPending(t, s, "step-1-completed", "step-2-completed", "step-3-completed")
@@ -1160,38 +1158,12 @@ func testFanInRecordAndComplete(t *testing.T, s state.Store) {
 }
 
 func testFanInRecordAndCompleteRace(t *testing.T, s state.Store) {
-	ctx := t.Context()
-	for step := 1; step <= 3; step++ {
-		key := state.StepKey{SessionID: "s-1", Step: step}
-		calls := []string{"a", "b", "c"}
-		if _, _, err := s.OpenStep(ctx, key, calls); err != nil {
-			t.Fatalf("OpenStep: %v", err)
-		}
-		var (
-			wg        sync.WaitGroup
-			completed atomic.Int32
-		)
-		for i := range Racers {
-			wg.Go(func() {
-				call := calls[i%len(calls)]
-				_, done, err := s.RecordAndComplete(ctx, key, call, []byte(`"`+call+`"`), func(st state.StepState) ([]state.OutboxEvent, error) {
-					return []state.OutboxEvent{ob(fmt.Sprintf("step-%d-completed", step))}, nil
-				})
-				if err != nil {
-					t.Errorf("RecordAndComplete(%s): %v", call, err)
-					return
-				}
-				if done {
-					completed.Add(1)
-				}
-			})
-		}
-		wg.Wait()
-		if n := completed.Load(); n != 1 {
-			t.Fatalf("step %d completed %d times, want exactly once", step, n)
-		}
-	}
-	wantPending(t, s, "step-1-completed", "step-2-completed", "step-3-completed")
+	fanInRace(t, s, func(ctx context.Context, key state.StepKey, call string, out state.OutboxEvent) (bool, error) {
+		_, done, err := s.RecordAndComplete(ctx, key, call, []byte(`"`+call+`"`), func(state.StepState) ([]state.OutboxEvent, error) {
+			return []state.OutboxEvent{out}, nil
+		})
+		return done, err
+	})
 }
 
 func testFanInInvalid(t *testing.T, s state.Store) {
