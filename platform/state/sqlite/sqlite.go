@@ -848,23 +848,13 @@ func (s *Store) OpenStep(ctx context.Context, key state.StepKey, callIDs []strin
 
 // RecordResult implements state.FanIn.
 func (s *Store) RecordResult(ctx context.Context, key state.StepKey, callID string, result []byte) (state.StepState, error) {
-	if err := validateStep(key); err != nil {
+	if err := validateResult(key, callID, result); err != nil {
 		return state.StepState{}, err
-	}
-	if err := state.ValidateID("call id", callID); err != nil {
-		return state.StepState{}, err
-	}
-	if len(result) > state.MaxInlineValue {
-		return state.StepState{}, fmt.Errorf("call result of %d bytes, max %d: %w", len(result), state.MaxInlineValue, state.ErrTooLarge)
 	}
 	var st state.StepState
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := s.exec(ctx, tx, qRecordResult,
-			key.SessionID, key.Step, callID, nonNil(result)); err != nil {
-			return fmt.Errorf("record result %v/%s: %w", key, callID, err)
-		}
 		var err error
-		st, _, err = s.readStep(ctx, tx, key)
+		st, err = s.recordIn(ctx, tx, key, callID, result)
 		return err
 	})
 	if err != nil {
@@ -875,14 +865,8 @@ func (s *Store) RecordResult(ctx context.Context, key state.StepKey, callID stri
 
 // RecordAndComplete implements state.FanIn in one transaction.
 func (s *Store) RecordAndComplete(ctx context.Context, key state.StepKey, callID string, result []byte, complete func(state.StepState) ([]state.OutboxEvent, error)) (state.StepState, bool, error) {
-	if err := validateStep(key); err != nil {
+	if err := validateResult(key, callID, result); err != nil {
 		return state.StepState{}, false, err
-	}
-	if err := state.ValidateID("call id", callID); err != nil {
-		return state.StepState{}, false, err
-	}
-	if len(result) > state.MaxInlineValue {
-		return state.StepState{}, false, fmt.Errorf("call result of %d bytes, max %d: %w", len(result), state.MaxInlineValue, state.ErrTooLarge)
 	}
 	var (
 		st        state.StepState
@@ -890,12 +874,8 @@ func (s *Store) RecordAndComplete(ctx context.Context, key state.StepKey, callID
 	)
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		completed = false
-		if _, err := s.exec(ctx, tx, qRecordResult,
-			key.SessionID, key.Step, callID, nonNil(result)); err != nil {
-			return fmt.Errorf("record result %v/%s: %w", key, callID, err)
-		}
 		var err error
-		if st, _, err = s.readStep(ctx, tx, key); err != nil || st.Done || !st.AllIn() {
+		if st, err = s.recordIn(ctx, tx, key, callID, result); err != nil || st.Done || !st.AllIn() {
 			return err
 		}
 		out, err := complete(st)
@@ -905,15 +885,9 @@ func (s *Store) RecordAndComplete(ctx context.Context, key state.StepKey, callID
 		if err := state.ValidateOutbox(out); err != nil {
 			return err
 		}
-		res, err := s.exec(ctx, tx, qCompleteStep, key.SessionID, key.Step)
-		if err != nil {
-			return fmt.Errorf("complete step %v: %w", key, err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return nil
-		}
-		completed, st.Done = true, true
-		return s.writeOutbox(ctx, tx, out)
+		completed, err = s.completeIn(ctx, tx, key, out)
+		st.Done = st.Done || completed
+		return err
 	})
 	if err != nil {
 		return state.StepState{}, false, err
@@ -931,21 +905,51 @@ func (s *Store) CompleteStep(ctx context.Context, key state.StepKey, out ...stat
 	}
 	first := false
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := s.exec(ctx, tx, qCompleteStep,
-			key.SessionID, key.Step)
-		if err != nil {
-			return fmt.Errorf("complete step %v: %w", key, err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return nil
-		}
-		first = true
-		return s.writeOutbox(ctx, tx, out)
+		var err error
+		first, err = s.completeIn(ctx, tx, key, out)
+		return err
 	})
 	if err != nil {
 		return false, err
 	}
 	return first, nil
+}
+
+func validateResult(key state.StepKey, callID string, result []byte) error {
+	if err := validateStep(key); err != nil {
+		return err
+	}
+	if err := state.ValidateID("call id", callID); err != nil {
+		return err
+	}
+	if len(result) > state.MaxInlineValue {
+		return fmt.Errorf("call result of %d bytes, max %d: %w", len(result), state.MaxInlineValue, state.ErrTooLarge)
+	}
+	return nil
+}
+
+// recordIn records callID's result (the first one stays) in tx and returns
+// the step's state after it.
+func (s *Store) recordIn(ctx context.Context, tx *sql.Tx, key state.StepKey, callID string, result []byte) (state.StepState, error) {
+	if _, err := s.exec(ctx, tx, qRecordResult,
+		key.SessionID, key.Step, callID, nonNil(result)); err != nil {
+		return state.StepState{}, fmt.Errorf("record result %v/%s: %w", key, callID, err)
+	}
+	st, _, err := s.readStep(ctx, tx, key)
+	return st, err
+}
+
+// completeIn marks the step done in tx, writing out, if it was not done:
+// first reports whether this call did it.
+func (s *Store) completeIn(ctx context.Context, tx *sql.Tx, key state.StepKey, out []state.OutboxEvent) (first bool, err error) {
+	res, err := s.exec(ctx, tx, qCompleteStep, key.SessionID, key.Step)
+	if err != nil {
+		return false, fmt.Errorf("complete step %v: %w", key, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return false, nil
+	}
+	return true, s.writeOutbox(ctx, tx, out)
 }
 
 // PendingOutbox implements state.Outbox (oldest first, in fact).
