@@ -35,7 +35,7 @@ type journal struct {
 	// logBytes is what the log holds since its last compaction; snapBytes
 	// is what that compaction wrote.
 	logBytes, snapBytes int
-	compactMin          int // compactMin, or less in tests
+	compactMin          int // Options.CompactAt, default compactMin
 	// legacy: the file still has the first format's messages table; the
 	// first compaction moves its rows into the log (and only a compaction
 	// may drop it: its rows are live until a snapshot holds them).
