@@ -363,7 +363,7 @@ func newLocalOutbox(s state.Store, grace time.Duration) *localOutbox {
 
 // record notes out as written here (outbox.AfterWrite calls it after a
 // write that stored them, before outbox.Notifying tells the relay).
-func (l *localOutbox) record(out []state.OutboxEvent) {
+func (l *localOutbox) record(_ context.Context, out []state.OutboxEvent) {
 	l.mu.Lock()
 	for _, e := range out {
 		l.own[e.ID] = true

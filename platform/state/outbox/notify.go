@@ -7,15 +7,15 @@ import (
 )
 
 // Notifying wraps a state store so that every successful write that carried
-// outbox events wakes r at once (with Options.HandOff: hands r the events,
-// so it need not read them back): in one process this keeps a hop's latency
+// outbox events wakes r at once (with Options.HandOff: passes r the events,
+// which are published at once without being read back): in one process this keeps a hop's latency
 // at the cost of a write instead of the relay's polling interval.
 func Notifying(s state.Store, r *Relay) state.Store { return AfterWrite(s, r.written) }
 
 // written is what Notifying does after a write that stored events.
-func (r *Relay) written(out []state.OutboxEvent) {
+func (r *Relay) written(ctx context.Context, out []state.OutboxEvent) {
 	if r.opts.HandOff {
-		r.handOff(out)
+		r.handOff(ctx, out)
 		return
 	}
 	r.Wake()
@@ -25,49 +25,50 @@ func (r *Relay) written(out []state.OutboxEvent) {
 // write that committed them: not of a failed write, nor of an OpenStep that
 // found the step open or a CompleteStep or RecordAndComplete that did not
 // complete the step (those write nothing; their events were written, and
-// published, before). f runs in the writer's goroutine after the commit.
-func AfterWrite(s state.Store, f func(out []state.OutboxEvent)) state.Store {
+// published, before). f runs in the writer's goroutine after the commit,
+// with the write's context.
+func AfterWrite(s state.Store, f func(ctx context.Context, out []state.OutboxEvent)) state.Store {
 	return afterWrite{Store: s, f: f}
 }
 
 type afterWrite struct {
 	state.Store
-	f func(out []state.OutboxEvent)
+	f func(ctx context.Context, out []state.OutboxEvent)
 }
 
-func (a afterWrite) done(out []state.OutboxEvent, wrote bool, err error) {
+func (a afterWrite) done(ctx context.Context, out []state.OutboxEvent, wrote bool, err error) {
 	if err == nil && wrote && len(out) > 0 {
-		a.f(out)
+		a.f(ctx, out)
 	}
 }
 
 func (a afterWrite) CreateSession(ctx context.Context, s state.Session, out ...state.OutboxEvent) (state.Session, error) {
 	res, err := a.Store.CreateSession(ctx, s, out...)
-	a.done(out, true, err)
+	a.done(ctx, out, true, err)
 	return res, err
 }
 
 func (a afterWrite) UpdateSession(ctx context.Context, s state.Session, out ...state.OutboxEvent) (state.Session, error) {
 	res, err := a.Store.UpdateSession(ctx, s, out...)
-	a.done(out, true, err)
+	a.done(ctx, out, true, err)
 	return res, err
 }
 
 func (a afterWrite) CompleteClaim(ctx context.Context, sessionID, key, holder string, result []byte, out ...state.OutboxEvent) (state.Claim, error) {
 	res, err := a.Store.CompleteClaim(ctx, sessionID, key, holder, result, out...)
-	a.done(out, true, err)
+	a.done(ctx, out, true, err)
 	return res, err
 }
 
 func (a afterWrite) OpenStep(ctx context.Context, key state.StepKey, callIDs []string, out ...state.OutboxEvent) (state.StepState, bool, error) {
 	st, opened, err := a.Store.OpenStep(ctx, key, callIDs, out...)
-	a.done(out, opened, err)
+	a.done(ctx, out, opened, err)
 	return st, opened, err
 }
 
 func (a afterWrite) CompleteStep(ctx context.Context, key state.StepKey, out ...state.OutboxEvent) (bool, error) {
 	first, err := a.Store.CompleteStep(ctx, key, out...)
-	a.done(out, first, err)
+	a.done(ctx, out, first, err)
 	return first, err
 }
 
@@ -78,6 +79,6 @@ func (a afterWrite) RecordAndComplete(ctx context.Context, key state.StepKey, ca
 		out, err = complete(st)
 		return out, err
 	})
-	a.done(out, completed, err)
+	a.done(ctx, out, completed, err)
 	return st, completed, err
 }

@@ -67,13 +67,17 @@ type Options struct {
 	Batch int
 	// Logger receives publish failures (default slog.Default()).
 	Logger *slog.Logger
-	// HandOff makes Notifying hand a write's events to Run in memory right
+	// HandOff makes Notifying pass a write's events on in memory right
 	// after the commit, instead of waking Run to read them back from the
-	// store: Run publishes what several writers handed off in one Publish,
-	// marks them sent (see MarkDelay), and polls the store only every
-	// Interval, for what was never handed off (a failed publish, a crash
-	// between commit and hand-off, another process's writes). For a process
-	// that does all the writing to its store (the embedded runtime).
+	// store. When no publish is under way the writer publishes them itself,
+	// in its own goroutine (a hop's latency is then the commit plus the
+	// publish, with no wait for Run's goroutine); otherwise it hands them to
+	// Run, which publishes what several writers handed off in one Publish
+	// (under load, fewer and bigger publishes). Either way they are marked
+	// sent later (see MarkDelay), and Run polls the store only every
+	// Interval, for what was never published this way (a failed publish, a
+	// crash between commit and publish, another process's writes). For a
+	// process that does all the writing to its store (the embedded runtime).
 	HandOff bool
 	// MarkDelay is how long events published after a hand-off may wait to be
 	// marked sent, so that several share one store write (default 0: at
@@ -94,15 +98,17 @@ type Relay struct {
 	opts Options
 	wake chan struct{}
 
-	// With HandOff: inflight are the events handed off and published (or
+	// With HandOff: inflight are the events passed on and published (or
 	// being published) but not yet marked sent, which a poll skips; toMark
-	// are those published, waiting since markSince to be marked.
-	mu        sync.Mutex
-	inflight  map[string]struct{}
-	handed    []state.OutboxEvent // written, not yet published
-	toMark    []string
-	markSince time.Time
-	kick      chan struct{} // events were handed off
+	// are those published, waiting since markSince to be marked;
+	// publishing counts the publishes of passed-on events under way.
+	mu         sync.Mutex
+	inflight   map[string]struct{}
+	handed     []state.OutboxEvent // written, waiting for Run to publish them
+	publishing int
+	toMark     []string
+	markSince  time.Time
+	kick       chan struct{} // events were handed off, or are waiting to be marked
 }
 
 // NewRelay returns a relay from src to pub.
@@ -227,12 +233,28 @@ func (r *Relay) publish(ctx context.Context, evs []event.Event, ids []string) (s
 	return sent, perr
 }
 
-// handOff queues the events of a write that has just committed (HandOff)
-// for Run, which publishes them without reading them back.
-func (r *Relay) handOff(out []state.OutboxEvent) {
+// handOff passes on the events of a write that has just committed
+// (HandOff): the writer publishes them itself when no other publish is
+// under way, else Run publishes them with whatever else was handed off.
+func (r *Relay) handOff(ctx context.Context, out []state.OutboxEvent) {
 	r.mu.Lock()
-	r.handed = append(r.handed, out...)
+	if r.publishing > 0 || len(r.handed) > 0 {
+		r.handed = append(r.handed, out...)
+		r.mu.Unlock()
+		r.kickRun()
+		return
+	}
+	r.publishing++
 	r.mu.Unlock()
+	// The write is committed: its events go out even if the writer's
+	// context is ending (a shutdown), as Run's would.
+	r.publishBatches(context.WithoutCancel(ctx), out)
+	r.mu.Lock()
+	r.publishing--
+	r.mu.Unlock()
+}
+
+func (r *Relay) kickRun() {
 	select {
 	case r.kick <- struct{}{}:
 	default:
@@ -247,7 +269,20 @@ func (r *Relay) publishHanded(ctx context.Context) {
 	r.mu.Lock()
 	out := r.handed
 	r.handed = nil
+	if len(out) > 0 {
+		r.publishing++
+	}
 	r.mu.Unlock()
+	if len(out) == 0 {
+		return
+	}
+	r.publishBatches(ctx, out)
+	r.mu.Lock()
+	r.publishing--
+	r.mu.Unlock()
+}
+
+func (r *Relay) publishBatches(ctx context.Context, out []state.OutboxEvent) {
 	for len(out) > 0 {
 		n := min(len(out), r.opts.Batch)
 		r.publishHandedBatch(ctx, out[:n])
@@ -291,14 +326,18 @@ func (r *Relay) publishHandedBatch(ctx context.Context, out []state.OutboxEvent)
 	for _, id := range ids {
 		delete(r.inflight, id)
 	}
+	armed := false
 	for _, id := range sent {
 		r.inflight[id] = struct{}{}
 		if len(r.toMark) == 0 {
-			r.markSince = time.Now()
+			r.markSince, armed = time.Now(), true
 		}
 		r.toMark = append(r.toMark, id)
 	}
 	r.mu.Unlock()
+	if armed {
+		r.kickRun() // Run marks them sent when MarkDelay is up
+	}
 }
 
 // markSent marks the events published on write sent: all of them when
@@ -343,8 +382,8 @@ func (r *Relay) markWait() time.Duration {
 }
 
 // Run flushes the outbox every Interval (or on Wake) until ctx ends, then
-// returns nil; with HandOff it also publishes the events writers hand off
-// and marks them sent, the last of them when ctx ends. Failures are logged
+// returns nil; with HandOff it also publishes the events writers hand off,
+// marks those published on write sent, the last of them when ctx ends. Failures are logged
 // and retried with a growing delay (up to 30 times Interval).
 func (r *Relay) Run(ctx context.Context) error {
 	defer func() {

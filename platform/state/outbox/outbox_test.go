@@ -434,6 +434,39 @@ func (b *blockingPublisher) Publish(ctx context.Context, evs ...event.Event) err
 	return b.recorder.Publish(ctx, evs...)
 }
 
+// writeAsync makes the write of write in another goroutine; the channel
+// gets its error.
+func writeAsync(t *testing.T, s state.Store, sessionID string, evs ...event.Event) <-chan error {
+	t.Helper()
+	out, err := outbox.FromEvents(evs...)
+	if err != nil {
+		t.Fatalf("FromEvents: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.CreateSession(context.Background(), state.Session{ID: sessionID, Status: state.StatusRunning}, out...)
+		done <- err
+	}()
+	return done
+}
+
+// TestHandOffIdleWriterPublishes: with no publish under way, the writer
+// publishes its events itself, before its write returns.
+func TestHandOffIdleWriterPublishes(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	pub := &recorder{}
+	ns, _, _ := startHandOff(t, s, pub, outbox.Options{Interval: time.Hour})
+	for i := range 3 {
+		id := fmt.Sprintf("ev-%d", i)
+		write(t, ns, fmt.Sprintf("s-%d", i), newEvent(t, id))
+		if got := pub.ids(); len(got) != i+1 || got[i] != id {
+			t.Fatalf("after write %d returned, published %q: the writer did not publish its event", i, got)
+		}
+	}
+	eventually(t, "the events marked sent", func() bool { return len(pendingIDs(t, s)) == 0 })
+}
+
 func TestHandOffFlushSkipsEventsInFlight(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
@@ -446,17 +479,67 @@ func TestHandOffFlushSkipsEventsInFlight(t *testing.T) {
 	release := sync.OnceFunc(func() { close(pub.release) })
 	defer func() { release(); cancel(); <-done }()
 	eventually(t, "the relay's first poll", func() bool { reads, _ := src.counts(); return reads >= 1 })
-	write(t, outbox.Notifying(s, r), "s-1", newEvent(t, "ev-1"))
-	<-pub.entered // Run is publishing the handed-off event
+	wrote := writeAsync(t, outbox.Notifying(s, r), "s-1", newEvent(t, "ev-1"))
+	<-pub.entered // the writer is publishing its event
 	// A Flush from elsewhere (a shutdown, a test) sees it pending but in
 	// flight: it must not publish it a second time.
 	if n, err := r.Flush(t.Context()); err != nil || n != 0 {
-		t.Fatalf("Flush during the hand-off publish = %d, %v; want 0 published", n, err)
+		t.Fatalf("Flush during the writer's publish = %d, %v; want 0 published", n, err)
 	}
 	release()
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, "the event marked sent", func() bool { return len(pendingIDs(t, s)) == 0 })
 	if got := pub.ids(); !slices.Equal(got, []string{"ev-1"}) {
 		t.Fatalf("published %q, want ev-1 once", got)
+	}
+}
+
+// gatePublisher holds every Publish until release is closed, counting the
+// calls that entered.
+type gatePublisher struct {
+	recorder
+	entered atomic.Int32
+	release chan struct{}
+}
+
+func (g *gatePublisher) Publish(ctx context.Context, evs ...event.Event) error {
+	g.entered.Add(1)
+	<-g.release
+	return g.recorder.Publish(ctx, evs...)
+}
+
+// TestHandOffBusyWriterHandsToRun: while a publish is under way, a writer
+// does not wait for the bus: it hands its events to Run and returns.
+func TestHandOffBusyWriterHandsToRun(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	pub := &gatePublisher{release: make(chan struct{})}
+	ns, _, _ := startHandOff(t, s, pub, outbox.Options{Interval: time.Hour})
+	release := sync.OnceFunc(func() { close(pub.release) })
+	defer release()
+	first := writeAsync(t, ns, "s-1", newEvent(t, "ev-1"))
+	eventually(t, "the first writer publishing", func() bool { return pub.entered.Load() == 1 })
+	second := writeAsync(t, ns, "s-2", newEvent(t, "ev-2"))
+	select {
+	case err := <-second:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second write waited for the bus while another publish was under way")
+	}
+	eventually(t, "Run publishing the handed-off event", func() bool { return pub.entered.Load() == 2 })
+	release()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "both events marked sent", func() bool { return len(pendingIDs(t, s)) == 0 })
+	got := pub.ids()
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"ev-1", "ev-2"}) {
+		t.Fatalf("published %q, want ev-1 and ev-2 once each", got)
 	}
 }
 
@@ -503,7 +586,7 @@ func TestHandOffWriteThatWroteNothing(t *testing.T) {
 func TestAfterWriteRecordAndComplete(t *testing.T) {
 	t.Parallel()
 	var got []string
-	s := outbox.AfterWrite(newStore(t), func(out []state.OutboxEvent) {
+	s := outbox.AfterWrite(newStore(t), func(_ context.Context, out []state.OutboxEvent) {
 		for _, o := range out {
 			got = append(got, o.ID)
 		}
