@@ -261,6 +261,17 @@ type Claims interface {
 	// nothing. Otherwise ErrConflict (another holder took over, or another
 	// holder completed it) or ErrNotFound (no live claim).
 	CompleteClaim(ctx context.Context, sessionID, key, holder string, result []byte, out ...OutboxEvent) (Claim, error)
+	// CompleteUnclaimed stores result as the key's outcome without a prior
+	// Claim: one write instead of two, for work that may safely run more
+	// than once (an idempotent tool), since no lease keeps a duplicate from
+	// running it meanwhile. If the key is done (and live) it writes nothing
+	// and returns the stored claim with stored = false. Otherwise (no live
+	// claim, or a pending one under any holder) it stores a done claim by
+	// holder — Attempt one more than a pending claim's, else 1; LeaseUntil
+	// and ExpiresAt now and now+ttl — and writes out in the same
+	// transaction; the pending holder's CompleteClaim then fails with
+	// ErrConflict. The first outcome stored is the one kept.
+	CompleteUnclaimed(ctx context.Context, sessionID, key, holder string, ttl time.Duration, result []byte, out ...OutboxEvent) (c Claim, stored bool, err error)
 	// GetClaim returns the live claim or ErrNotFound (absent or expired).
 	GetClaim(ctx context.Context, sessionID, key string) (Claim, error)
 }
@@ -411,7 +422,7 @@ func BlobPrefix(sessionID string) string { return "state/" + sessionID + "/" }
 const OutboxBlobPrefix = "state/_outbox/"
 
 // ValidateClaimKey checks the identifiers of a claim operation (RenewClaim,
-// CompleteClaim) as every implementation does.
+// CompleteClaim, CompleteUnclaimed) as every implementation does.
 func ValidateClaimKey(sessionID, key, holder string) error {
 	if err := ValidateSessionID(sessionID); err != nil {
 		return err

@@ -1115,6 +1115,26 @@ func (st *Store) CompleteClaim(ctx context.Context, sessionID, k, holder string,
 	})
 }
 
+// CompleteUnclaimed implements state.Claims.
+func (st *Store) CompleteUnclaimed(ctx context.Context, sessionID, k, holder string, ttl time.Duration, result []byte, out ...state.OutboxEvent) (state.Claim, bool, error) {
+	if err := state.ValidateClaimKey(sessionID, k, holder); err != nil {
+		return state.Claim{}, false, err
+	}
+	if err := state.ValidateOutbox(out); err != nil {
+		return state.Claim{}, false, err
+	}
+	var stored bool
+	c, err := st.casClaim(ctx, sessionID, k, out, func(cur *state.Claim) (state.Claim, bool, error) {
+		next, write, err := rules.CompleteUnclaimed(cur, sessionID, k, holder, ttl, result, st.now())
+		stored = write
+		return next, write, err
+	})
+	if err != nil {
+		return state.Claim{}, false, err
+	}
+	return c, stored, nil
+}
+
 // GetClaim implements state.Claims.
 func (st *Store) GetClaim(ctx context.Context, sessionID, k string) (state.Claim, error) {
 	if err := state.ValidateSessionID(sessionID); err != nil {

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"time"
 
 	"github.com/agentbus/agentbus/platform/state"
 )
@@ -23,9 +24,9 @@ func (r *Relay) written(ctx context.Context, out []state.OutboxEvent) {
 
 // AfterWrite wraps a state store so that f gets the outbox events of every
 // write that committed them: not of a failed write, nor of an OpenStep that
-// found the step open or a CompleteStep or RecordAndComplete that did not
-// complete the step (those write nothing; their events were written, and
-// published, before). f runs in the writer's goroutine after the commit,
+// found the step open, a CompleteStep or RecordAndComplete that did not
+// complete the step, or a CompleteUnclaimed that found the key done (those
+// write nothing; their events were written, and published, before). f runs in the writer's goroutine after the commit,
 // with the write's context.
 func AfterWrite(s state.Store, f func(ctx context.Context, out []state.OutboxEvent)) state.Store {
 	return afterWrite{Store: s, f: f}
@@ -58,6 +59,12 @@ func (a afterWrite) CompleteClaim(ctx context.Context, sessionID, key, holder st
 	res, err := a.Store.CompleteClaim(ctx, sessionID, key, holder, result, out...)
 	a.done(ctx, out, true, err)
 	return res, err
+}
+
+func (a afterWrite) CompleteUnclaimed(ctx context.Context, sessionID, key, holder string, ttl time.Duration, result []byte, out ...state.OutboxEvent) (state.Claim, bool, error) {
+	res, stored, err := a.Store.CompleteUnclaimed(ctx, sessionID, key, holder, ttl, result, out...)
+	a.done(ctx, out, stored, err)
+	return res, stored, err
 }
 
 func (a afterWrite) OpenStep(ctx context.Context, key state.StepKey, callIDs []string, out ...state.OutboxEvent) (state.StepState, bool, error) {

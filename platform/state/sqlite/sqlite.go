@@ -736,6 +736,38 @@ func (s *Store) CompleteClaim(ctx context.Context, sessionID, key, holder string
 	return next, nil
 }
 
+// CompleteUnclaimed implements state.Claims.
+func (s *Store) CompleteUnclaimed(ctx context.Context, sessionID, key, holder string, ttl time.Duration, result []byte, out ...state.OutboxEvent) (state.Claim, bool, error) {
+	if err := state.ValidateClaimKey(sessionID, key, holder); err != nil {
+		return state.Claim{}, false, err
+	}
+	if err := state.ValidateOutbox(out); err != nil {
+		return state.Claim{}, false, err
+	}
+	var (
+		next  state.Claim
+		write bool
+	)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		cur, err := s.getClaim(ctx, tx, sessionID, key)
+		if err != nil {
+			return err
+		}
+		next, write, err = rules.CompleteUnclaimed(cur, sessionID, key, holder, ttl, result, s.now())
+		if err != nil || !write {
+			return err
+		}
+		if err := s.putClaim(ctx, tx, next); err != nil {
+			return err
+		}
+		return s.writeOutbox(ctx, tx, out)
+	})
+	if err != nil {
+		return state.Claim{}, false, err
+	}
+	return next, write, nil
+}
+
 // GetClaim implements state.Claims.
 func (s *Store) GetClaim(ctx context.Context, sessionID, key string) (state.Claim, error) {
 	if err := state.ValidateSessionID(sessionID); err != nil {

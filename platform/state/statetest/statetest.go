@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,8 @@ func Run(t *testing.T, newStore func(t *testing.T) state.Store) {
 		{"ClaimOnce", testClaimOnce},
 		{"ClaimComplete", testClaimComplete},
 		{"ClaimRace", testClaimRace},
+		{"ClaimCompleteUnclaimed", testCompleteUnclaimed},
+		{"ClaimCompleteUnclaimedRace", testCompleteUnclaimedRace},
 		{"ClaimLeaseTakeover", testClaimLeaseTakeover},
 		{"ClaimTakeoverRace", testClaimTakeoverRace},
 		{"ClaimRenew", testClaimRenew},
@@ -807,6 +810,94 @@ func testClaimRace(t *testing.T, s state.Store) {
 			t.Errorf("a claimant saw %+v, want holder %s attempt 1", c, winners[0])
 		}
 	}
+}
+
+func testCompleteUnclaimed(t *testing.T, s state.Store) {
+	ctx := t.Context()
+	key := "s-1/1/c1"
+	c, stored, err := s.CompleteUnclaimed(ctx, "s-1", key, "h1", time.Hour, []byte(`{"output":1}`), ob("first"))
+	if err != nil || !stored || c.State != state.ClaimDone || c.Holder != "h1" || c.Attempt != 1 ||
+		string(c.Result) != `{"output":1}` || c.SessionID != "s-1" || c.Key != key {
+		t.Fatalf("CompleteUnclaimed(absent) = %+v, %v, %v; want stored, done by h1, attempt 1", c, stored, err)
+	}
+	wantPending(t, s, "first")
+	if err := s.MarkSent(ctx, "first"); err != nil {
+		t.Fatalf("MarkSent: %v", err)
+	}
+	// A duplicate (another delivery that ran the work too) keeps the first
+	// outcome and writes no event.
+	c, stored, err = s.CompleteUnclaimed(ctx, "s-1", key, "h2", time.Hour, []byte(`{"output":2}`), ob("second"))
+	if err != nil || stored || c.Holder != "h1" || string(c.Result) != `{"output":1}` {
+		t.Fatalf("CompleteUnclaimed(done) = %+v, %v, %v; want the first outcome, not stored", c, stored, err)
+	}
+	wantPending(t, s)
+	// A claimant sees the stored outcome.
+	if seen, ok, err := s.Claim(ctx, claimReq("s-1", key, "h3", time.Minute)); err != nil || ok || string(seen.Result) != `{"output":1}` {
+		t.Fatalf("Claim after CompleteUnclaimed = %+v, %v, %v; want the stored result, not acquired", seen, ok, err)
+	}
+	if got, err := s.GetClaim(ctx, "s-1", key); err != nil || got.State != state.ClaimDone || string(got.Result) != `{"output":1}` {
+		t.Errorf("GetClaim = %+v, %v", got, err)
+	}
+	// Over a pending claim (live lease): stored as the next attempt, and the
+	// pending holder can no longer complete.
+	if _, ok, err := s.Claim(ctx, claimReq("s-1", "k2", "h1", time.Minute)); err != nil || !ok {
+		t.Fatalf("Claim(k2) = %v, %v", ok, err)
+	}
+	c, stored, err = s.CompleteUnclaimed(ctx, "s-1", "k2", "h2", time.Hour, []byte(`"h2's"`), ob("k2-done"))
+	if err != nil || !stored || c.Holder != "h2" || c.Attempt != 2 {
+		t.Fatalf("CompleteUnclaimed(pending) = %+v, %v, %v; want stored by h2, attempt 2", c, stored, err)
+	}
+	_, err = s.CompleteClaim(ctx, "s-1", "k2", "h1", []byte(`"h1's"`), ob("k2-late"))
+	wantErr(t, "CompleteClaim after CompleteUnclaimed", err, state.ErrConflict)
+	wantPending(t, s, "k2-done")
+
+	_, _, err = s.CompleteUnclaimed(ctx, "s-1", "k3", "h1", 0, []byte(`1`))
+	wantErr(t, "CompleteUnclaimed(ttl 0)", err, state.ErrInvalid)
+	_, _, err = s.CompleteUnclaimed(ctx, "", "k3", "h1", time.Hour, []byte(`1`))
+	wantErr(t, "CompleteUnclaimed(no session)", err, state.ErrInvalid)
+	_, _, err = s.CompleteUnclaimed(ctx, "s-1", "k3", "h1", time.Hour, bytes.Repeat([]byte("x"), state.MaxInlineValue+1), ob("big"))
+	wantErr(t, "CompleteUnclaimed(result too large)", err, state.ErrTooLarge)
+	wantPending(t, s, "k2-done")
+	_, err = s.GetClaim(ctx, "s-1", "k3")
+	wantErr(t, "GetClaim after refused CompleteUnclaimed", err, state.ErrNotFound)
+}
+
+// testCompleteUnclaimedRace: of many duplicates completing one key at once,
+// exactly one outcome (and its event) is stored, and every caller sees it.
+func testCompleteUnclaimedRace(t *testing.T, s state.Store) {
+	ctx := t.Context()
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		winners []string
+		seen    []state.Claim
+	)
+	for i := range Racers {
+		wg.Go(func() {
+			holder := fmt.Sprintf("h%d", i)
+			c, stored, err := s.CompleteUnclaimed(ctx, "s-1", "k", holder, time.Hour, []byte(strconv.Quote(holder)), ob("ev-"+holder))
+			if err != nil {
+				t.Errorf("%s: CompleteUnclaimed: %v", holder, err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, c)
+			if stored {
+				winners = append(winners, holder)
+			}
+		})
+	}
+	wg.Wait()
+	if len(winners) != 1 {
+		t.Fatalf("%d callers stored an outcome (%q), want exactly 1", len(winners), winners)
+	}
+	for _, c := range seen {
+		if c.Holder != winners[0] || string(c.Result) != strconv.Quote(winners[0]) {
+			t.Errorf("a caller saw %+v, want %s's outcome", c, winners[0])
+		}
+	}
+	wantPending(t, s, "ev-"+winners[0])
 }
 
 func testClaimLeaseTakeover(t *testing.T, s state.Store) {

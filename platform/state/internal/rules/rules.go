@@ -93,3 +93,32 @@ func Complete(cur *state.Claim, holder string, result []byte, now time.Time) (ne
 	next.Result = append([]byte(nil), result...)
 	return next, true, nil
 }
+
+// CompleteUnclaimed decides a state.Claims.CompleteUnclaimed call: the claim
+// to store when write is true, else the stored (done) one to return.
+func CompleteUnclaimed(cur *state.Claim, sessionID, key, holder string, ttl time.Duration, result []byte, now time.Time) (next state.Claim, write bool, err error) {
+	now = Millis(now)
+	if ttl <= 0 {
+		return state.Claim{}, false, fmt.Errorf("%w: ttl %v must be positive", state.ErrInvalid, ttl)
+	}
+	if len(result) > state.MaxInlineValue {
+		return state.Claim{}, false, fmt.Errorf("claim result of %d bytes, max %d: %w", len(result), state.MaxInlineValue, state.ErrTooLarge)
+	}
+	attempt := 1
+	if Live(cur, now) {
+		if cur.State == state.ClaimDone {
+			return *cur, false, nil
+		}
+		attempt = cur.Attempt + 1
+	}
+	return state.Claim{
+		SessionID:  sessionID,
+		Key:        key,
+		State:      state.ClaimDone,
+		Holder:     holder,
+		Attempt:    attempt,
+		LeaseUntil: now,
+		ExpiresAt:  now.Add(ttl),
+		Result:     append([]byte(nil), result...),
+	}, true, nil
+}

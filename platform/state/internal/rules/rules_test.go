@@ -87,3 +87,49 @@ func TestRenewAndComplete(t *testing.T) {
 		t.Errorf("Complete(expired) = %v, want ErrNotFound", err)
 	}
 }
+
+func TestCompleteUnclaimed(t *testing.T) {
+	t.Parallel()
+	done := func(holder string) *state.Claim {
+		c := pending(holder, 1)
+		c.State, c.Result = state.ClaimDone, []byte(`"first"`)
+		return c
+	}
+	for _, tc := range []struct {
+		name    string
+		cur     *state.Claim
+		write   bool
+		holder  string
+		attempt int
+		result  string
+	}{
+		{"absent", nil, true, "h2", 1, `"mine"`},
+		{"expired", pending("h1", 3), true, "h2", 1, `"mine"`},
+		{"pending, live lease", pending("h1", 1), true, "h2", 2, `"mine"`},
+		{"done", done("h1"), false, "h1", 1, `"first"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			now := t0
+			if tc.name == "expired" {
+				now = t0.Add(2 * time.Hour)
+			}
+			c, write, err := CompleteUnclaimed(tc.cur, "s-1", "k", "h2", time.Hour, []byte(`"mine"`), now)
+			if err != nil || write != tc.write || c.State != state.ClaimDone || c.Holder != tc.holder ||
+				c.Attempt != tc.attempt || string(c.Result) != tc.result {
+				t.Fatalf("CompleteUnclaimed = %+v, write %v, %v; want write %v by %s, attempt %d, result %s",
+					c, write, err, tc.write, tc.holder, tc.attempt, tc.result)
+			}
+			if write && (c.SessionID != "s-1" || c.Key != "k" || !c.ExpiresAt.Equal(Millis(now).Add(time.Hour))) {
+				t.Errorf("stored claim %+v: want session s-1, key k, expiry now+1h", c)
+			}
+		})
+	}
+	if _, _, err := CompleteUnclaimed(nil, "s-1", "k", "h", 0, nil, t0); !errors.Is(err, state.ErrInvalid) {
+		t.Errorf("CompleteUnclaimed(ttl 0) = %v, want ErrInvalid", err)
+	}
+	big := make([]byte, state.MaxInlineValue+1)
+	if _, _, err := CompleteUnclaimed(nil, "s-1", "k", "h", time.Hour, big, t0); !errors.Is(err, state.ErrTooLarge) {
+		t.Errorf("CompleteUnclaimed(too large) = %v, want ErrTooLarge", err)
+	}
+}
