@@ -336,6 +336,53 @@ func TestWorkerSettles(t *testing.T) {
 	}
 }
 
+// TestWorkerReceiveCount: a handler learns its message's receive count
+// from its context; outside a handler it is unknown (0).
+func TestWorkerReceiveCount(t *testing.T) {
+	t.Parallel()
+	fq := &fakeQueue{nacked: map[string]time.Duration{}, reasons: map[string]string{}, dead: map[string]string{}}
+	for i, id := range []string{"first", "third"} {
+		fq.msgs = append(fq.msgs, bus.Message{ID: id, Receipt: "r-" + id, Event: testEvent(id), ReceiveCount: 1 + 2*i})
+	}
+	var (
+		mu  sync.Mutex
+		got = map[string]int{}
+	)
+	h := func(ctx context.Context, ev event.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got[ev.ID()] = bus.ReceiveCount(ctx)
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := bus.NewWorker(fq, h, bus.WorkerConfig{})
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got["first"] != 1 || got["third"] != 3 {
+		t.Errorf("handlers saw receive counts %v, want first 1, third 3", got)
+	}
+	if n := bus.ReceiveCount(context.Background()); n != 0 {
+		t.Errorf("ReceiveCount outside a handler = %d, want 0", n)
+	}
+	if n := bus.ReceiveCount(bus.WithReceiveCount(context.Background(), 2)); n != 2 {
+		t.Errorf("ReceiveCount(WithReceiveCount(2)) = %d", n)
+	}
+}
+
 // TestWorkerPool: the fixed handler pool runs exactly Concurrency handlers at
 // once, handles every message, and Run returns only after the handlers that
 // were running when its context ended have finished and been acked.

@@ -187,6 +187,24 @@ receive:
 	return nil
 }
 
+type receiveCountKey struct{}
+
+// ReceiveCount is how many times the message a Worker's handler was given
+// with ctx has been delivered, this delivery included (1: the first); 0
+// when ctx is not a handler's (the count is unknown). A handler can skip a
+// check that only a redelivery needs.
+func ReceiveCount(ctx context.Context) int {
+	n, _ := ctx.Value(receiveCountKey{}).(int)
+	return n
+}
+
+// WithReceiveCount returns ctx carrying a message's receive count, as a
+// Worker gives its handler: for a handler called by other means (an AWS
+// Lambda's SQS event source, a test).
+func WithReceiveCount(ctx context.Context, n int) context.Context {
+	return context.WithValue(ctx, receiveCountKey{}, n)
+}
+
 // handle runs the handler for one message and settles it.
 func (w *Worker) handle(hctx, sctx context.Context, m Message, ack *acker, hb *beats) {
 	cfg := w.cfg
@@ -195,7 +213,7 @@ func (w *Worker) handle(hctx, sctx context.Context, m Message, ack *acker, hb *b
 		return
 	}
 	hb.add(m.Receipt)
-	err := w.h(hctx, m.Event)
+	err := w.h(WithReceiveCount(hctx, m.ReceiveCount), m.Event)
 	hb.remove(m.Receipt)
 	switch {
 	case err == nil:

@@ -21,6 +21,16 @@
 // call is re-run with the same key only for a tool declared idempotent, and
 // any other tool gets ToolInvocationFailed reason outcome_unknown. A side
 // effect never silently runs twice.
+//
+// A tool declared idempotent whose call needs no lease renewal skips step 1:
+// running it twice is harmless by its declaration, so the lease would only
+// keep a duplicate delivery from running it meanwhile, at the price of a
+// state write before every call. Its outcome is stored with
+// CompleteUnclaimed, which keeps the first outcome stored. A redelivery
+// (bus.ReceiveCount > 1) reads the claim first and, finding the call done,
+// re-publishes the stored outcome without running the tool; a duplicate
+// delivered as a new message may run it a second time, and its outcome is
+// dropped for the stored one.
 package toolgateway
 
 import (
@@ -57,7 +67,8 @@ const (
 	PointAfterComplete = "after_complete"
 )
 
-// Points lists the crash points in the order a call reaches them.
+// Points lists the crash points in the order a call reaches them (an
+// idempotent tool's call, which takes no claim, reaches the last two).
 func Points() []string {
 	return []string{PointAfterClaim, PointAfterSideEffect, PointAfterComplete}
 }
@@ -85,6 +96,8 @@ type Store interface {
 	Claim(ctx context.Context, req state.ClaimRequest) (state.Claim, bool, error)
 	RenewClaim(ctx context.Context, sessionID, key, holder string, lease time.Duration) (state.Claim, error)
 	CompleteClaim(ctx context.Context, sessionID, key, holder string, result []byte, out ...state.OutboxEvent) (state.Claim, error)
+	CompleteUnclaimed(ctx context.Context, sessionID, key, holder string, ttl time.Duration, result []byte, out ...state.OutboxEvent) (state.Claim, bool, error)
+	GetClaim(ctx context.Context, sessionID, key string) (state.Claim, error)
 }
 
 // Config wires a Gateway.
@@ -233,6 +246,9 @@ func (g *Gateway) execute(ctx context.Context, j job, encode encoder) (state.Cla
 	if j.timeout > 3*g.cfg.LeaseRenewal {
 		lease, renew = 3*g.cfg.LeaseRenewal+g.cfg.LeaseMargin, true
 	}
+	if spec.Idempotent && !renew {
+		return g.executeUnclaimed(ctx, j, holder, max(g.cfg.ClaimTTL, lease), encode)
+	}
 	claim, acquired, err := g.cfg.Store.Claim(ctx, state.ClaimRequest{
 		SessionID: j.session, Key: j.key, Holder: holder,
 		Lease: lease, TTL: max(g.cfg.ClaimTTL, lease),
@@ -294,9 +310,7 @@ func (g *Gateway) execute(ctx context.Context, j job, encode encoder) (state.Cla
 	if err != nil {
 		return claim, false, err
 	}
-	// A result in hand is stored even when the handler is being stopped:
-	// otherwise a finished side effect would be reported outcome_unknown.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), completeGrace)
+	sctx, cancel := storeContext(ctx)
 	defer cancel()
 	stored, err := g.cfg.Store.CompleteClaim(sctx, j.session, j.key, holder, result, out...)
 	if err != nil {
@@ -308,6 +322,61 @@ func (g *Gateway) execute(ctx context.Context, j job, encode encoder) (state.Cla
 	}
 	g.hook(PointAfterComplete)
 	return stored, true, nil
+}
+
+// storeContext is the context a result in hand is stored with: it is
+// stored even when the handler is being stopped, otherwise a finished side
+// effect would be reported outcome_unknown (or, for an idempotent tool, run
+// again).
+func storeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), completeGrace)
+}
+
+// executeUnclaimed runs an idempotent tool's call without a claim and
+// stores its outcome unless one is stored already (see the package doc).
+// Its results are those of execute: ran = false with the stored claim when
+// another delivery's outcome was stored first.
+func (g *Gateway) executeUnclaimed(ctx context.Context, j job, holder string, ttl time.Duration, encode encoder) (state.Claim, bool, error) {
+	// A redelivery (or a call whose delivery count is unknown) looks for a
+	// stored outcome first, so a call that finished is not run again; a
+	// first delivery, by far the most common, skips the read.
+	if bus.ReceiveCount(ctx) != 1 {
+		c, err := g.cfg.Store.GetClaim(ctx, j.session, j.key)
+		switch {
+		case err == nil && c.State == state.ClaimDone:
+			j.log.Debug("toolgateway: call already done; redelivery", "attempt", c.Attempt)
+			return c, false, nil
+		case err != nil && !errors.Is(err, state.ErrNotFound):
+			return state.Claim{}, false, fmt.Errorf("read claim %s: %w", j.key, err)
+		}
+	}
+	var o outcome
+	if invalid := j.entry.Validate(j.input); invalid != nil {
+		o = failure(events.ToolInvalidInput, invalid.Error())
+	} else {
+		var ok bool
+		if o, ok = g.run(ctx, j); !ok {
+			// Nothing is stored: the redelivery runs the call again.
+			return state.Claim{}, false, fmt.Errorf("%s interrupted: %w", j.key, context.Cause(ctx))
+		}
+	}
+	g.hook(PointAfterSideEffect)
+	result, out, err := encode(o)
+	if err != nil {
+		return state.Claim{}, false, err
+	}
+	sctx, cancel := storeContext(ctx)
+	defer cancel()
+	claim, stored, err := g.cfg.Store.CompleteUnclaimed(sctx, j.session, j.key, holder, ttl, result, out...)
+	if err != nil {
+		return state.Claim{}, false, fmt.Errorf("complete %s: %w", j.key, err)
+	}
+	if !stored {
+		j.log.Debug("toolgateway: another delivery's outcome was stored first", "holder", claim.Holder)
+		return claim, false, nil
+	}
+	g.hook(PointAfterComplete)
+	return claim, true, nil
 }
 
 // renew keeps j's lease alive while its tool runs (see

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -388,6 +389,69 @@ func TestMalformedRequestsArePermanent(t *testing.T) {
 	}
 }
 
+// countingStore counts the claim writes and reads the gateway makes.
+type countingStore struct {
+	toolgateway.Store
+	claims, reads atomic.Int32
+}
+
+func (c *countingStore) Claim(ctx context.Context, req state.ClaimRequest) (state.Claim, bool, error) {
+	c.claims.Add(1)
+	return c.Store.Claim(ctx, req)
+}
+
+func (c *countingStore) GetClaim(ctx context.Context, sessionID, key string) (state.Claim, error) {
+	c.reads.Add(1)
+	return c.Store.GetClaim(ctx, sessionID, key)
+}
+
+// TestIdempotentCallTakesNoClaim: an idempotent tool's first delivery runs
+// with one state write (the outcome) and no read; a duplicate delivered as
+// a new message may run it again but keeps the stored outcome; a
+// redelivery finds the outcome and does not run the tool. A
+// non-idempotent tool's call is claimed first.
+func TestIdempotentCallTakesNoClaim(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cs := &countingStore{Store: e.store}
+	pub := &recorder{}
+	g, err := toolgateway.New(toolgateway.Config{Store: cs, Registry: e.reg, LeaseMargin: e.margin, Now: e.clock.Now, Publisher: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := request(t, "sess-u", 1, "c", "put_object", `{"note":"once"}`)
+	for i, tc := range []struct {
+		receives                  int
+		claims, reads, runs, pubs int32
+	}{
+		{1, 0, 0, 1, 0}, // first delivery: run, store
+		{1, 0, 0, 2, 1}, // a duplicate message: runs again, the stored outcome is re-published
+		{2, 0, 1, 2, 2}, // a redelivery: finds the outcome, does not run
+	} {
+		if err := g.Handle(bus.WithReceiveCount(context.Background(), tc.receives), req); err != nil {
+			t.Fatalf("delivery %d: %v", i+1, err)
+		}
+		pub.mu.Lock()
+		pubs := int32(len(pub.evs))
+		pub.mu.Unlock()
+		runs := int32(e.count(toolstest.KindRun, "sess-u", 1, "c"))
+		if cs.claims.Load() != tc.claims || cs.reads.Load() != tc.reads || runs != tc.runs || pubs != tc.pubs {
+			t.Fatalf("after delivery %d: %d claims, %d reads, %d runs, %d re-publishes; want %d, %d, %d, %d",
+				i+1, cs.claims.Load(), cs.reads.Load(), runs, pubs, tc.claims, tc.reads, tc.runs, tc.pubs)
+		}
+	}
+	if n := e.count(toolstest.KindEffect, "sess-u", 1, "c"); n != 1 {
+		t.Fatalf("effect happened %d times, want once", n)
+	}
+	completed(t, e.only("sess-u", 1, "c"))
+	if err := g.Handle(bus.WithReceiveCount(context.Background(), 1), request(t, "sess-u", 2, "c", "charge_card", `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if cs.claims.Load() != 1 {
+		t.Fatalf("a non-idempotent call took %d claims, want 1", cs.claims.Load())
+	}
+}
+
 func TestRedeliveryOfDoneCall(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -437,8 +501,9 @@ func TestCallInProgressElsewhere(t *testing.T) {
 
 // TestCrashPoints kills the gateway (a panic from the hook, like the
 // process dying there) at each named point, then redelivers the request to
-// a fresh gateway: before the lease ends it must wait, after it it must
-// finish the call without ever running a non-idempotent tool twice.
+// a fresh gateway: for a claimed (non-idempotent) call it must wait before
+// the lease ends, and after it finish the call without ever running the
+// tool twice; an idempotent tool's call has no lease to wait for.
 func TestCrashPoints(t *testing.T) {
 	t.Parallel()
 	type want struct {
@@ -453,8 +518,10 @@ func TestCrashPoints(t *testing.T) {
 		{toolgateway.PointAfterClaim, "charge_card", want{0, 0, events.ToolOutcomeUnknown}},
 		{toolgateway.PointAfterSideEffect, "charge_card", want{1, 1, events.ToolOutcomeUnknown}},
 		{toolgateway.PointAfterComplete, "charge_card", want{1, 1, ""}},
-		{toolgateway.PointAfterClaim, "put_object", want{1, 1, ""}},
-		{toolgateway.PointAfterSideEffect, "put_object", want{2, 1, ""}}, // re-run with the same key; the effect happens once
+		// An idempotent tool's call takes no claim (no after_claim), so a
+		// redelivery does not wait for a lease: it re-runs the call with the
+		// same key (the effect happens once) or finds its stored outcome.
+		{toolgateway.PointAfterSideEffect, "put_object", want{2, 1, ""}},
 		{toolgateway.PointAfterComplete, "put_object", want{1, 1, ""}},
 	}
 	if len(toolgateway.Points()) != 3 {
@@ -483,7 +550,7 @@ func TestCrashPoints(t *testing.T) {
 			}()
 
 			g := e.gateway(nil, nil)
-			if tt.point != toolgateway.PointAfterComplete {
+			if tt.point != toolgateway.PointAfterComplete && tt.tool == "charge_card" {
 				// Redelivered while the dead holder's lease is live: wait.
 				var ra *bus.RetryAfterError
 				if err := g.Handle(ctx, req); !errors.As(err, &ra) {
