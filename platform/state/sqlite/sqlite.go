@@ -208,8 +208,9 @@ const (
 	qUpdateSession = `UPDATE sessions SET version = ?, status = ?, agent = ?, data = ?, updated_ms = ? WHERE id = ? AND version = ?`
 	// One statement per entry: the next seq is computed in the INSERT (the
 	// SELECT's WHERE also keeps the upsert clause unambiguous for SQLite).
+	qLastSeq       = `SELECT COALESCE(MAX(seq), 0) FROM history WHERE session_id = ?`
 	qInsertHistory = `INSERT INTO history (session_id, seq, source, event_id, type, time_ms, data)
-				 SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6 FROM history WHERE session_id = ?1
+				 VALUES (?, ?, ?, ?, ?, ?, ?)
 				 ON CONFLICT (session_id, source, event_id) DO NOTHING`
 	qReadHistory = `SELECT seq, source, event_id, type, time_ms, data FROM history WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?`
 	qGetClaim    = `SELECT state, holder, attempt, lease_until_ms, expires_at_ms, result FROM claims WHERE session_id = ? AND key = ?`
@@ -229,7 +230,7 @@ const (
 
 var (
 	txQueries = []string{qInsertOutbox, qDeleteOutbox, qInsertSession, qGetSession, qUpdateSession,
-		qInsertHistory, qGetClaim, qPutClaim, qGetStep, qStepResults, qOpenStep, qRecordResult, qCompleteStep,
+		qLastSeq, qInsertHistory, qGetClaim, qPutClaim, qGetStep, qStepResults, qOpenStep, qRecordResult, qCompleteStep,
 		qSavepoint, qRelease, qRollbackTo}
 	readQueries = []string{qGetSession, qReadHistory, qGetClaim, qPendingOutbox}
 )
@@ -517,18 +518,25 @@ func (s *Store) AppendHistory(ctx context.Context, sessionID string, entries ...
 	}
 	added := 0
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		// The session's last seq is read once per write, not per entry: in
+		// the writer's transaction nobody else appends meanwhile.
+		var last int64
+		if err := s.queryRow(ctx, tx, qLastSeq, sessionID).Scan(&last); err != nil {
+			return fmt.Errorf("append history %q: %w", sessionID, err)
+		}
 		for _, e := range entries {
 			var tms int64
 			if !e.Time.IsZero() {
 				tms = e.Time.UnixMilli()
 			}
 			res, err := s.exec(ctx, tx, qInsertHistory,
-				sessionID, e.Source, e.ID, e.Type, tms, nonNil(e.Data))
+				sessionID, last+1, e.Source, e.ID, e.Type, tms, nonNil(e.Data))
 			if err != nil {
 				return fmt.Errorf("append history %q: %w", sessionID, err)
 			}
 			if n, _ := res.RowsAffected(); n > 0 {
 				added++
+				last++
 			}
 		}
 		return nil
