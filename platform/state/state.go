@@ -25,6 +25,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/cloudevents/sdk-go/v2/event"
 )
 
 // Errors returned (wrapped) by every implementation. Check with errors.Is.
@@ -364,6 +366,11 @@ type OutboxEvent struct {
 	// Payload is what the relay publishes: a structured CloudEvent JSON.
 	// Any size (offloaded like history entries when needed).
 	Payload []byte
+	// Event, when set, is Payload already decoded: the writer's own event,
+	// in this process (outbox.FromEvents sets it). Stores neither keep nor
+	// return it; a relay publishing a write's events right after its
+	// commit uses it instead of decoding Payload again.
+	Event *event.Event
 }
 
 // Outbox is the read side of the transactional outbox, used by the relay.

@@ -51,6 +51,7 @@ import (
 	"github.com/agentbus/agentbus/events"
 	"github.com/agentbus/agentbus/platform/bus"
 	"github.com/agentbus/agentbus/platform/state"
+	"github.com/agentbus/agentbus/platform/state/outbox"
 	"github.com/agentbus/agentbus/tools"
 )
 
@@ -585,28 +586,24 @@ func (c call) payload(o outcome) events.Payload {
 // encodeCall stores an agent call's result event with the claim and in the
 // outbox (with any events the tool emitted), atomically.
 func (g *Gateway) encodeCall(c call, o outcome) ([]byte, []state.OutboxEvent, error) {
-	b, err := g.build(c, c.payload(o))
+	res, err := g.build(c, c.payload(o))
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(b) > state.MaxInlineValue {
+	if len(res.Payload) > state.MaxInlineValue {
 		// The claim must hold the whole result to answer redeliveries; an
 		// output this large is reported instead of stored.
-		size := len(b)
-		if b, err = g.build(c, c.payload(failure(events.ToolError, fmt.Sprintf(
+		size := len(res.Payload)
+		if res, err = g.build(c, c.payload(failure(events.ToolError, fmt.Sprintf(
 			"tool output too large: result event of %d bytes exceeds the %d-byte limit", size, state.MaxInlineValue)))); err != nil {
 			return nil, nil, err
 		}
 	}
-	out := []state.OutboxEvent{{ID: g.cfg.Source + " " + g.eventID(c), Payload: b}}
-	for _, ev := range o.Events {
-		eb, err := json.Marshal(ev)
-		if err != nil {
-			return nil, nil, fmt.Errorf("toolgateway: encode %s: %w", ev.Type(), err)
-		}
-		out = append(out, state.OutboxEvent{ID: ev.Source() + " " + ev.ID(), Payload: eb})
+	extra, err := outbox.FromEvents(o.Events...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("toolgateway: %w", err)
 	}
-	return b, out, nil
+	return res.Payload, append([]state.OutboxEvent{res}, extra...), nil
 }
 
 // eventID is the one id of a call's result event, whatever its type: a call
@@ -615,21 +612,22 @@ func (g *Gateway) eventID(c call) string {
 	return events.DeterministicID(c.session, "toolgateway", strconv.Itoa(c.req.Step), c.req.CallID, "result")
 }
 
-// build makes the result event and its JSON.
-func (g *Gateway) build(c call, data events.Payload) ([]byte, error) {
+// build makes the result event as an outbox event; its JSON is also what
+// the claim stores.
+func (g *Gateway) build(c call, data events.Payload) (state.OutboxEvent, error) {
 	opts := []events.Option{events.WithID(g.eventID(c)), events.WithTime(g.cfg.Now())}
 	if events.ValidTraceParent(events.TraceParent(c.cause)) {
 		opts = append(opts, events.CausedBy(c.cause))
 	}
 	ev, err := events.NewPayload(g.cfg.Source, c.session, data, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("toolgateway: build result: %w", err)
+		return state.OutboxEvent{}, fmt.Errorf("toolgateway: build result: %w", err)
 	}
-	b, err := json.Marshal(ev)
+	out, err := outbox.FromEvents(ev)
 	if err != nil {
-		return nil, fmt.Errorf("toolgateway: encode result: %w", err)
+		return state.OutboxEvent{}, fmt.Errorf("toolgateway: encode result: %w", err)
 	}
-	return b, nil
+	return out[0], nil
 }
 
 // republish publishes a done claim's stored result again (same id).

@@ -53,7 +53,7 @@ func FromEvents(evs ...event.Event) ([]state.OutboxEvent, error) {
 		if err != nil {
 			return nil, fmt.Errorf("outbox event %q: %w", ev.ID(), err)
 		}
-		out = append(out, state.OutboxEvent{ID: ID(ev), Payload: payload})
+		out = append(out, state.OutboxEvent{ID: ID(ev), Payload: payload, Event: &ev})
 	}
 	return out, nil
 }
@@ -294,6 +294,11 @@ func (r *Relay) publishHandedBatch(ctx context.Context, out []state.OutboxEvent)
 	evs := make([]event.Event, 0, len(out))
 	ids := make([]string, 0, len(out))
 	for _, o := range out {
+		if o.Event != nil {
+			evs = append(evs, *o.Event)
+			ids = append(ids, o.ID)
+			continue
+		}
 		var ev event.Event
 		if err := json.Unmarshal(o.Payload, &ev); err != nil {
 			continue // the poll reports it (and keeps it)

@@ -467,6 +467,33 @@ func TestHandOffIdleWriterPublishes(t *testing.T) {
 	eventually(t, "the events marked sent", func() bool { return len(pendingIDs(t, s)) == 0 })
 }
 
+// TestHandOffPublishesTheWrittenEvent: an outbox event that carries its
+// decoded Event (FromEvents sets it) is published as it is, not decoded
+// from its payload again.
+func TestHandOffPublishesTheWrittenEvent(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	pub := &recorder{}
+	ns, _, _ := startHandOff(t, s, pub, outbox.Options{Interval: time.Hour})
+	out, err := outbox.FromEvents(newEvent(t, "ev-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out[0].Event == nil || out[0].Event.ID() != "ev-1" {
+		t.Fatalf("FromEvents left Event %v, want the event", out[0].Event)
+	}
+	// A marker only the in-memory event has: what is published is it.
+	out[0].Event.SetExtension("marker", "in-memory")
+	if _, err := ns.CreateSession(t.Context(), state.Session{ID: "s-1", Status: state.StatusRunning}, out...); err != nil {
+		t.Fatal(err)
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if len(pub.published) != 1 || pub.published[0].Extensions()["marker"] != "in-memory" {
+		t.Fatalf("published %v, want the written event itself", pub.published)
+	}
+}
+
 func TestHandOffFlushSkipsEventsInFlight(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
