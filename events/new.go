@@ -205,7 +205,17 @@ func Decode[T any](ev event.Event) (T, error) {
 }
 
 func extString(ev event.Event, name string) string {
-	v, ok := ev.Extensions()[name]
+	var (
+		v  any
+		ok bool
+	)
+	// Extensions() copies the whole map on every call; a v1 context (every
+	// event here) is read in place.
+	if ec, isV1 := ev.Context.(*event.EventContextV1); isV1 && ec != nil {
+		v, ok = ec.Extensions[name]
+	} else {
+		v, ok = ev.Extensions()[name]
+	}
 	if !ok {
 		return ""
 	}
