@@ -16,6 +16,7 @@
 package model
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -369,7 +370,10 @@ func unanswered(uses map[string]bool, m Message) string {
 	return missing
 }
 
+// isJSONObject reports whether raw is valid JSON whose value is an object;
+// checked without decoding it, since every model call checks every tool's
+// schema.
 func isJSONObject(raw json.RawMessage) bool {
-	var m map[string]json.RawMessage
-	return len(raw) > 0 && json.Unmarshal(raw, &m) == nil && m != nil
+	t := bytes.TrimLeft(raw, " \t\r\n")
+	return len(t) > 0 && t[0] == '{' && json.Valid(t)
 }
