@@ -233,7 +233,14 @@ func startEmbedded(ctx context.Context, cfg embeddedConfig) (_ *embedded, err er
 	// History may lag the loop by a few milliseconds; in exchange five
 	// events of a tool step share about one write (docs/bus.md).
 	rt.Memory = memory.New(rt.Store, hot, cfg.Logger, memory.WithBatching(5*time.Millisecond, cfg.Concurrency))
-	pl := planner.New(rt.Store, cfg.Model, cfg.Tools, cfg.Planner, nil, cfg.Logger)
+	pcfg := cfg.Planner
+	if pcfg.CacheRuns == 0 {
+		// This process's planner writes every session of the data folder
+		// (the bus file is locked to one process), so the runs it wrote
+		// are current.
+		pcfg.CacheRuns = 4096
+	}
+	pl := planner.New(rt.Store, cfg.Model, cfg.Tools, pcfg, nil, cfg.Logger)
 	ex := executor.New(executorStore{Store: rt.Store, hooks: cfg.Hooks}, cfg.Tools, cfg.ExecutorGrace, nil, cfg.Logger)
 	gw, err := toolgateway.New(toolgateway.Config{
 		Store:       rt.Store,

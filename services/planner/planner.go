@@ -60,6 +60,13 @@ type Config struct {
 	MaxTokens       int
 	Timeout         time.Duration
 	MaxOutputTokens int
+	// CacheRuns, when > 0, keeps the runs of that many recently written
+	// sessions in memory, so the next event of a session skips reading
+	// and decoding its record. Only for a planner that writes its sessions
+	// alone (the embedded runtime): with several planner instances a
+	// cached run is often stale, and a stale run costs a model call whose
+	// conditional write then conflicts (and is retried from the store).
+	CacheRuns int
 }
 
 // Planner handles the planner's events. Create it with New.
@@ -70,6 +77,7 @@ type Planner struct {
 	cfg   Config
 	now   func() time.Time
 	log   *slog.Logger
+	runs  *runCache // nil unless cfg.CacheRuns > 0
 }
 
 // New returns a planner. now may be nil (time.Now); log may be nil.
@@ -80,7 +88,7 @@ func New(store Store, m model.Model, tc ToolCatalog, cfg Config, now func() time
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Planner{store: store, model: m, tools: tc, cfg: cfg, now: now, log: log}
+	return &Planner{store: store, model: m, tools: tc, cfg: cfg, now: now, log: log, runs: newRunCache(cfg.CacheRuns)}
 }
 
 // run is the planner's view of one session, stored as the session's Data.
@@ -120,6 +128,10 @@ func (p *Planner) onRequested(ctx context.Context, ev event.Event) error {
 	if err != nil {
 		return fmt.Errorf("planner: AgentRequested %s: %v: %w", ev.ID(), err, bus.ErrPermanent)
 	}
+	if _, _, ok := p.runs.get(sid); ok {
+		p.log.Debug("planner: session exists, request is a redelivery", "session", sid)
+		return nil
+	}
 	if existing, err := p.store.GetSession(ctx, sid); err == nil {
 		p.log.Debug("planner: session exists, request is a redelivery", "session", sid, "status", existing.Status)
 		return nil
@@ -148,13 +160,15 @@ func (p *Planner) onRequested(ctx context.Context, ev event.Event) error {
 	if sess.Data, err = json.Marshal(r); err != nil {
 		return fmt.Errorf("planner: encode run: %w", err)
 	}
-	if _, err := p.store.CreateSession(ctx, sess, out...); err != nil {
+	created, err := p.store.CreateSession(ctx, sess, out...)
+	if err != nil {
 		if errors.Is(err, state.ErrConflict) {
 			// Another delivery (or a cancel) created the session first.
 			return nil
 		}
 		return fmt.Errorf("planner: create session %s: %w", sid, err)
 	}
+	p.runs.put(created, r)
 	return nil
 }
 
@@ -335,6 +349,9 @@ func (p *Planner) emit(sid string, cause event.Event, kind string, data events.P
 }
 
 func (p *Planner) load(ctx context.Context, sid string) (state.Session, *run, error) {
+	if sess, r, ok := p.runs.get(sid); ok {
+		return sess, r, nil
+	}
 	sess, err := p.store.GetSession(ctx, sid)
 	if err != nil {
 		return sess, nil, fmt.Errorf("planner: read session %s: %w", sid, err)
@@ -351,11 +368,16 @@ func (p *Planner) save(ctx context.Context, sess state.Session, r *run, out []st
 	if sess.Data, err = json.Marshal(r); err != nil {
 		return fmt.Errorf("planner: encode run: %w", err)
 	}
-	if _, err := p.store.UpdateSession(ctx, sess, out...); err != nil {
+	updated, err := p.store.UpdateSession(ctx, sess, out...)
+	if err != nil {
 		// ErrConflict: another delivery moved the run on; retrying this
-		// event will find it no longer awaited and ignore it.
+		// event will find it no longer awaited and ignore it. The cached
+		// run, if any, is stale (or unknown after another error): the
+		// retry reads the store.
+		p.runs.drop(sess.ID)
 		return fmt.Errorf("planner: update session %s: %w", sess.ID, err)
 	}
+	p.runs.put(updated, r)
 	return nil
 }
 
