@@ -11,9 +11,12 @@ import (
 // runCache keeps the runs of the sessions this planner wrote last (most
 // recently used first, at most max), so that the next event of a session
 // does not read its record back and decode it again. It is only right for a
-// planner that writes its sessions alone (Config.CacheRuns): a run written
-// by someone else is noticed when the conditional write of a stale run
-// conflicts, and that conflict evicts it, so the redelivery reads the store.
+// planner that writes its sessions alone (Config.CacheRuns). A cached run
+// can still be behind the store: a run written by someone else, or one this
+// planner wrote whose event was published, and handled, before put. So it
+// is trusted only to act: a write from a stale run conflicts, which evicts
+// it and the redelivery reads the store; and an event the cached run calls
+// late is checked against the stored run before it is dropped.
 type runCache struct {
 	max int
 

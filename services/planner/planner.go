@@ -128,10 +128,6 @@ func (p *Planner) onRequested(ctx context.Context, ev event.Event) error {
 	if err != nil {
 		return fmt.Errorf("planner: AgentRequested %s: %v: %w", ev.ID(), err, bus.ErrPermanent)
 	}
-	if _, _, ok := p.runs.get(sid); ok {
-		p.log.Debug("planner: session exists, request is a redelivery", "session", sid)
-		return nil
-	}
 	if existing, err := p.store.GetSession(ctx, sid); err == nil {
 		p.log.Debug("planner: session exists, request is a redelivery", "session", sid, "status", existing.Status)
 		return nil
@@ -191,9 +187,18 @@ func (p *Planner) onStepCompleted(ctx context.Context, ev event.Event) error {
 	if err != nil {
 		return fmt.Errorf("planner: StepCompleted %s: %v: %w", ev.ID(), err, bus.ErrPermanent)
 	}
-	sess, r, err := p.load(ctx, sid)
+	sess, r, cached, err := p.load(ctx, sid)
 	if err != nil {
 		return err
+	}
+	if cached && (sess.Status != state.StatusRunning || r.Awaiting != sc.Step) {
+		// Only the stored run may say that an event is late: a cached one
+		// can be behind it (the write that moved the run on published this
+		// step's event before the cache had the run it wrote).
+		p.runs.drop(sid)
+		if sess, r, _, err = p.load(ctx, sid); err != nil {
+			return err
+		}
 	}
 	if sess.Status != state.StatusRunning || r.Awaiting != sc.Step {
 		p.log.Debug("planner: ignoring late or duplicate StepCompleted", "session", sid, "step", sc.Step, "awaiting", r.Awaiting, "status", sess.Status)
@@ -218,7 +223,7 @@ func (p *Planner) onCancel(ctx context.Context, ev event.Event) error {
 	if reason == "" {
 		reason = "cancelled by request"
 	}
-	sess, r, err := p.load(ctx, sid)
+	sess, r, _, err := p.load(ctx, sid)
 	if errors.Is(err, state.ErrNotFound) {
 		// Cancelled before the planner saw the request: record the session
 		// as cancelled so a late AgentRequested finds it and does nothing.
@@ -348,19 +353,21 @@ func (p *Planner) emit(sid string, cause event.Event, kind string, data events.P
 	return outbox.FromEvents(ev)
 }
 
-func (p *Planner) load(ctx context.Context, sid string) (state.Session, *run, error) {
+// load returns the session's run: the cached one if there is one (cached
+// reports it; see Config.CacheRuns), else the stored one.
+func (p *Planner) load(ctx context.Context, sid string) (_ state.Session, _ *run, cached bool, _ error) {
 	if sess, r, ok := p.runs.get(sid); ok {
-		return sess, r, nil
+		return sess, r, true, nil
 	}
 	sess, err := p.store.GetSession(ctx, sid)
 	if err != nil {
-		return sess, nil, fmt.Errorf("planner: read session %s: %w", sid, err)
+		return sess, nil, false, fmt.Errorf("planner: read session %s: %w", sid, err)
 	}
 	r := &run{}
 	if err := json.Unmarshal(sess.Data, r); err != nil {
-		return sess, nil, fmt.Errorf("planner: session %s holds a run it cannot read: %v: %w", sid, err, bus.ErrPermanent)
+		return sess, nil, false, fmt.Errorf("planner: session %s holds a run it cannot read: %v: %w", sid, err, bus.ErrPermanent)
 	}
-	return sess, r, nil
+	return sess, r, false, nil
 }
 
 func (p *Planner) save(ctx context.Context, sess state.Session, r *run, out []state.OutboxEvent) error {

@@ -50,16 +50,26 @@ func newPlanner(t *testing.T, cacheRuns int) (*planner.Planner, *countingStore) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	cs := &countingStore{Store: st}
+	return planner.New(cs, scriptedModel(t), registry(t), planner.Config{CacheRuns: cacheRuns}, nil, nil), cs
+}
+
+func registry(t *testing.T) *tools.Registry {
+	t.Helper()
 	reg := tools.NewRegistry()
 	if err := reg.Register(noop{}); err != nil {
 		t.Fatal(err)
 	}
+	return reg
+}
+
+func scriptedModel(t *testing.T) *scripted.Model {
+	t.Helper()
 	s, err := scripted.Parse([]byte(script))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs := &countingStore{Store: st}
-	return planner.New(cs, scripted.New(s), reg, planner.Config{CacheRuns: cacheRuns}, nil, nil), cs
+	return scripted.New(s)
 }
 
 func mustEvent(t *testing.T, source, sid string, p events.Payload) event.Event {
@@ -160,5 +170,28 @@ func TestStaleCachedRun(t *testing.T) {
 	}
 	if got := planned(t, st.Store); !got[2] {
 		t.Fatalf("planned steps %v after the redelivery, want step 2", got)
+	}
+}
+
+// TestCachedRunBehindTheStore: a cached run that is behind the store (here
+// another planner moved the session on) must not make the planner drop the
+// event the stored run awaits as late.
+func TestCachedRunBehindTheStore(t *testing.T) {
+	t.Parallel()
+	p1, st := newPlanner(t, 16)
+	p2 := planner.New(st, scriptedModel(t), registry(t), planner.Config{}, nil, nil)
+	sid := "s-behind"
+	if err := p1.Handle(t.Context(), mustEvent(t, events.SourceClient, sid, events.AgentRequested{Prompt: "go"})); err != nil {
+		t.Fatal(err)
+	}
+	// p1 caches the run awaiting step 1; p2 moves it on to await step 2.
+	if err := p2.Handle(t.Context(), completed(t, sid, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p1.Handle(t.Context(), completed(t, sid, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := st.Store.GetSession(t.Context(), sid); err != nil || s.Status != state.StatusCompleted {
+		t.Fatalf("session %+v, %v; want completed: the step 2 result was dropped as late", s.Status, err)
 	}
 }
