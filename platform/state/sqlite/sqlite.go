@@ -669,26 +669,16 @@ func (s *Store) Claim(ctx context.Context, req state.ClaimRequest) (state.Claim,
 	if err := state.ValidateClaimRequest(req); err != nil {
 		return state.Claim{}, false, err
 	}
-	var (
-		next     state.Claim
-		acquired bool
-	)
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		cur, err := s.getClaim(ctx, tx, req.SessionID, req.Key)
-		if err != nil {
-			return err
-		}
-		var write bool
-		next, acquired, write = rules.Claim(cur, req, s.now())
-		if write {
-			return s.putClaim(ctx, tx, next)
-		}
-		return nil
+	var acquired bool
+	c, _, err := s.changeClaim(ctx, req.SessionID, req.Key, nil, func(cur *state.Claim) (state.Claim, bool, error) {
+		next, acq, write := rules.Claim(cur, req, s.now())
+		acquired = acq
+		return next, write, nil
 	})
 	if err != nil {
 		return state.Claim{}, false, err
 	}
-	return next, acquired, nil
+	return c, acquired, nil
 }
 
 // RenewClaim implements state.Claims.
@@ -696,22 +686,14 @@ func (s *Store) RenewClaim(ctx context.Context, sessionID, key, holder string, l
 	if err := state.ValidateClaimKey(sessionID, key, holder); err != nil {
 		return state.Claim{}, err
 	}
-	var next state.Claim
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		cur, err := s.getClaim(ctx, tx, sessionID, key)
-		if err != nil {
-			return err
-		}
-		next, err = rules.Renew(cur, holder, lease, s.now())
-		if err != nil {
-			return err
-		}
-		return s.putClaim(ctx, tx, next)
+	c, _, err := s.changeClaim(ctx, sessionID, key, nil, func(cur *state.Claim) (state.Claim, bool, error) {
+		next, err := rules.Renew(cur, holder, lease, s.now())
+		return next, err == nil, err
 	})
 	if err != nil {
 		return state.Claim{}, err
 	}
-	return next, nil
+	return c, nil
 }
 
 // CompleteClaim implements state.Claims.
@@ -722,26 +704,13 @@ func (s *Store) CompleteClaim(ctx context.Context, sessionID, key, holder string
 	if err := state.ValidateOutbox(out); err != nil {
 		return state.Claim{}, err
 	}
-	var next state.Claim
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		cur, err := s.getClaim(ctx, tx, sessionID, key)
-		if err != nil {
-			return err
-		}
-		var write bool
-		next, write, err = rules.Complete(cur, holder, result, s.now())
-		if err != nil || !write {
-			return err
-		}
-		if err := s.putClaim(ctx, tx, next); err != nil {
-			return err
-		}
-		return s.writeOutbox(ctx, tx, out)
+	c, _, err := s.changeClaim(ctx, sessionID, key, out, func(cur *state.Claim) (state.Claim, bool, error) {
+		return rules.Complete(cur, holder, result, s.now())
 	})
 	if err != nil {
 		return state.Claim{}, err
 	}
-	return next, nil
+	return c, nil
 }
 
 // CompleteUnclaimed implements state.Claims.
@@ -752,6 +721,17 @@ func (s *Store) CompleteUnclaimed(ctx context.Context, sessionID, key, holder st
 	if err := state.ValidateOutbox(out); err != nil {
 		return state.Claim{}, false, err
 	}
+	return s.changeClaim(ctx, sessionID, key, out, func(cur *state.Claim) (state.Claim, bool, error) {
+		return rules.CompleteUnclaimed(cur, sessionID, key, holder, ttl, result, s.now())
+	})
+}
+
+// changeClaim reads the key's claim in a write transaction and lets decide
+// compute the next one (nil: no live claim); when decide says write, it
+// stores that claim and writes out in the same transaction. It returns the
+// claim decide returned and whether it was written.
+func (s *Store) changeClaim(ctx context.Context, sessionID, key string, out []state.OutboxEvent,
+	decide func(cur *state.Claim) (next state.Claim, write bool, err error)) (state.Claim, bool, error) {
 	var (
 		next  state.Claim
 		write bool
@@ -761,7 +741,7 @@ func (s *Store) CompleteUnclaimed(ctx context.Context, sessionID, key, holder st
 		if err != nil {
 			return err
 		}
-		next, write, err = rules.CompleteUnclaimed(cur, sessionID, key, holder, ttl, result, s.now())
+		next, write, err = decide(cur)
 		if err != nil || !write {
 			return err
 		}
