@@ -778,7 +778,21 @@ func testClaimComplete(t *testing.T, s state.Store) {
 }
 
 func testClaimRace(t *testing.T, s state.Store) {
-	ctx := t.Context()
+	winner, seen := race(t, func(holder string) (state.Claim, bool, error) {
+		return s.Claim(t.Context(), claimReq("s-1", "k", holder, time.Minute))
+	})
+	for _, c := range seen {
+		if c.Holder != winner || c.Attempt != 1 {
+			t.Errorf("a claimant saw %+v, want holder %s attempt 1", c, winner)
+		}
+	}
+}
+
+// race runs do for Racers holders at once and returns the one holder for
+// which it reported true (it fails the test unless exactly one did) and
+// every claim returned.
+func race(t *testing.T, do func(holder string) (state.Claim, bool, error)) (string, []state.Claim) {
+	t.Helper()
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
@@ -788,28 +802,24 @@ func testClaimRace(t *testing.T, s state.Store) {
 	for i := range Racers {
 		wg.Go(func() {
 			holder := fmt.Sprintf("h%d", i)
-			c, ok, err := s.Claim(ctx, claimReq("s-1", "k", holder, time.Minute))
+			c, won, err := do(holder)
 			if err != nil {
-				t.Errorf("%s: Claim: %v", holder, err)
+				t.Errorf("%s: %v", holder, err)
 				return
 			}
 			mu.Lock()
 			defer mu.Unlock()
 			seen = append(seen, c)
-			if ok {
+			if won {
 				winners = append(winners, holder)
 			}
 		})
 	}
 	wg.Wait()
 	if len(winners) != 1 {
-		t.Fatalf("%d claimants acquired (%q), want exactly 1", len(winners), winners)
+		t.Fatalf("%d of %d racers won (%q), want exactly 1", len(winners), Racers, winners)
 	}
-	for _, c := range seen {
-		if c.Holder != winners[0] || c.Attempt != 1 {
-			t.Errorf("a claimant saw %+v, want holder %s attempt 1", c, winners[0])
-		}
-	}
+	return winners[0], seen
 }
 
 func testCompleteUnclaimed(t *testing.T, s state.Store) {
@@ -865,39 +875,15 @@ func testCompleteUnclaimed(t *testing.T, s state.Store) {
 // testCompleteUnclaimedRace: of many duplicates completing one key at once,
 // exactly one outcome (and its event) is stored, and every caller sees it.
 func testCompleteUnclaimedRace(t *testing.T, s state.Store) {
-	ctx := t.Context()
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		winners []string
-		seen    []state.Claim
-	)
-	for i := range Racers {
-		wg.Go(func() {
-			holder := fmt.Sprintf("h%d", i)
-			c, stored, err := s.CompleteUnclaimed(ctx, "s-1", "k", holder, time.Hour, []byte(strconv.Quote(holder)), ob("ev-"+holder))
-			if err != nil {
-				t.Errorf("%s: CompleteUnclaimed: %v", holder, err)
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			seen = append(seen, c)
-			if stored {
-				winners = append(winners, holder)
-			}
-		})
-	}
-	wg.Wait()
-	if len(winners) != 1 {
-		t.Fatalf("%d callers stored an outcome (%q), want exactly 1", len(winners), winners)
-	}
+	winner, seen := race(t, func(holder string) (state.Claim, bool, error) {
+		return s.CompleteUnclaimed(t.Context(), "s-1", "k", holder, time.Hour, []byte(strconv.Quote(holder)), ob("ev-"+holder))
+	})
 	for _, c := range seen {
-		if c.Holder != winners[0] || string(c.Result) != strconv.Quote(winners[0]) {
-			t.Errorf("a caller saw %+v, want %s's outcome", c, winners[0])
+		if c.Holder != winner || string(c.Result) != strconv.Quote(winner) {
+			t.Errorf("a caller saw %+v, want %s's outcome", c, winner)
 		}
 	}
-	wantPending(t, s, "ev-"+winners[0])
+	wantPending(t, s, "ev-"+winner)
 }
 
 func testClaimLeaseTakeover(t *testing.T, s state.Store) {
