@@ -299,24 +299,12 @@ func TestWorkerSettles(t *testing.T) {
 			}
 			return nil
 		}
-		ctx, cancel := context.WithCancel(context.Background())
 		w := bus.NewWorker(q, h, bus.WorkerConfig{MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second})
-		done := make(chan error)
-		go func() { done <- w.Run(ctx) }()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		runUntil(t, w, func() bool {
 			fq.mu.Lock()
-			n := len(fq.acked) + len(fq.nacked) + len(fq.dead)
-			fq.mu.Unlock()
-			if n == 4 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatalf("Run: %v", err)
-		}
+			defer fq.mu.Unlock()
+			return len(fq.acked)+len(fq.nacked)+len(fq.dead) == 4
+		})
 		if len(fq.acked) != 1 || fq.acked[0] != "r-ok" {
 			t.Errorf("acked %v, want [r-ok]", fq.acked)
 		}
@@ -333,6 +321,23 @@ func TestWorkerSettles(t *testing.T) {
 		if !strings.Contains(fq.dead["r-garbage"], "decode: not json") {
 			t.Errorf("garbage dead-lettered with %q", fq.dead["r-garbage"])
 		}
+	}
+}
+
+// runUntil runs w until done reports true (or 5 s pass), then stops it and
+// checks that Run returned nil.
+func runUntil(t *testing.T, w *bus.Worker, done func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error)
+	go func() { ran <- w.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !done() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }
 
@@ -354,24 +359,11 @@ func TestWorkerReceiveCount(t *testing.T) {
 		got[ev.ID()] = bus.ReceiveCount(ctx)
 		return nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	w := bus.NewWorker(fq, h, bus.WorkerConfig{})
-	done := make(chan error)
-	go func() { done <- w.Run(ctx) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	runUntil(t, bus.NewWorker(fq, h, bus.WorkerConfig{}), func() bool {
 		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n == 2 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v", err)
-	}
+		defer mu.Unlock()
+		return len(got) == 2
+	})
 	if got["first"] != 1 || got["third"] != 3 {
 		t.Errorf("handlers saw receive counts %v, want first 1, third 3", got)
 	}
