@@ -9,8 +9,9 @@ import (
 
 // Notifying wraps a state store so that every successful write that carried
 // outbox events wakes r at once (with Options.HandOff: passes r the events,
-// which are published at once without being read back): in one process this keeps a hop's latency
-// at the cost of a write instead of the relay's polling interval.
+// which are published at once without being read back): in one process
+// this keeps a hop's latency at the cost of a write instead of the relay's
+// polling interval.
 func Notifying(s state.Store, r *Relay) state.Store { return AfterWrite(s, r.written) }
 
 // written is what Notifying does after a write that stored events.
@@ -26,8 +27,8 @@ func (r *Relay) written(ctx context.Context, out []state.OutboxEvent) {
 // write that committed them: not of a failed write, nor of an OpenStep that
 // found the step open, a CompleteStep or RecordAndComplete that did not
 // complete the step, or a CompleteUnclaimed that found the key done (those
-// write nothing; their events were written, and published, before). f runs in the writer's goroutine after the commit,
-// with the write's context.
+// write nothing; their events were written, and published, before). f runs
+// in the writer's goroutine after the commit, with the write's context.
 func AfterWrite(s state.Store, f func(ctx context.Context, out []state.OutboxEvent)) state.Store {
 	return afterWrite{Store: s, f: f}
 }

@@ -246,14 +246,16 @@ func (r *Relay) handOff(ctx context.Context, out []state.OutboxEvent) {
 	}
 	r.publishing++
 	r.mu.Unlock()
-	// The write is committed: its events go out even if the writer's
-	// context is ending (a shutdown), as Run's would.
+	// The write is committed: its events go out even when the writer's
+	// context is ending (a handler cut short at shutdown). If the bus is
+	// already closed the publish fails, and a later poll publishes them.
 	r.publishBatches(context.WithoutCancel(ctx), out)
 	r.mu.Lock()
 	r.publishing--
 	r.mu.Unlock()
 }
 
+// kickRun wakes Run without waiting: it has events to publish, or to mark.
 func (r *Relay) kickRun() {
 	select {
 	case r.kick <- struct{}{}:
@@ -282,6 +284,7 @@ func (r *Relay) publishHanded(ctx context.Context) {
 	r.mu.Unlock()
 }
 
+// publishBatches publishes out in Publish calls of at most Options.Batch.
 func (r *Relay) publishBatches(ctx context.Context, out []state.OutboxEvent) {
 	for len(out) > 0 {
 		n := min(len(out), r.opts.Batch)
@@ -387,9 +390,10 @@ func (r *Relay) markWait() time.Duration {
 }
 
 // Run flushes the outbox every Interval (or on Wake) until ctx ends, then
-// returns nil; with HandOff it also publishes the events writers hand off,
-// marks those published on write sent, the last of them when ctx ends. Failures are logged
-// and retried with a growing delay (up to 30 times Interval).
+// returns nil; with HandOff it also publishes the events writers hand off
+// and marks every event passed on and published sent, the last of them when
+// ctx ends. Failures are logged and retried with a growing delay (up to 30
+// times Interval).
 func (r *Relay) Run(ctx context.Context) error {
 	defer func() {
 		// Marks lost here only cost a duplicate publication after restart,
