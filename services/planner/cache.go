@@ -71,7 +71,10 @@ func (c *runCache) put(sess state.Session, r *run) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.byID[sess.ID]; ok {
-		el.Value = cr
+		// Two handlers of one session may put out of order: keep the later.
+		if el.Value.(*cachedRun).sess.Version < sess.Version {
+			el.Value = cr
+		}
 		c.order.MoveToFront(el)
 		return
 	}
