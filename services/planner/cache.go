@@ -9,7 +9,7 @@ import (
 )
 
 // runCache keeps the runs of the sessions this planner wrote last (most
-// recently used first, at most max), so that the next event of a session
+// recently used first, at most max runs and maxBytes encoded), so that the next event of a session
 // does not read its record back and decode it again. It is only right for a
 // planner that writes its sessions alone (Config.CacheRuns). A cached run
 // can still be behind the store: a run written by someone else, or one this
@@ -18,23 +18,29 @@ import (
 // it and the redelivery reads the store; and an event the cached run calls
 // late is checked against the stored run before it is dropped.
 type runCache struct {
-	max int
+	max, maxBytes int
 
 	mu    sync.Mutex
 	order *list.List               // of *cachedRun, most recent first
 	byID  map[string]*list.Element // session id -> its element
+	bytes int                      // the cached runs' encoded sizes, summed
 }
 
 type cachedRun struct {
 	sess state.Session
 	run  run
+	size int // the run's encoded size
 }
 
-func newRunCache(max int) *runCache {
+// maxCachedBytes bounds the runs' encoded sizes summed: a run holds its
+// whole conversation, which can reach hundreds of KB.
+const maxCachedBytes = 64 << 20
+
+func newRunCache(max, maxBytes int) *runCache {
 	if max <= 0 {
 		return nil
 	}
-	return &runCache{max: max, order: list.New(), byID: map[string]*list.Element{}}
+	return &runCache{max: max, maxBytes: maxBytes, order: list.New(), byID: map[string]*list.Element{}}
 }
 
 // get returns a copy of the session's cached run; the caller may change it.
@@ -56,8 +62,9 @@ func (c *runCache) get(id string) (state.Session, *run, bool) {
 }
 
 // put keeps a copy of the run just written as sess (whose Version is the
-// stored one); a run that ended is dropped instead, no event moves it on.
-func (c *runCache) put(sess state.Session, r *run) {
+// stored one) and size bytes long encoded; a run that ended is dropped
+// instead, no event moves it on.
+func (c *runCache) put(sess state.Session, r *run, size int) {
 	if c == nil {
 		return
 	}
@@ -65,24 +72,24 @@ func (c *runCache) put(sess state.Session, r *run) {
 		c.drop(sess.ID)
 		return
 	}
-	cr := &cachedRun{sess: sess, run: *r}
+	cr := &cachedRun{sess: sess, run: *r, size: size}
 	cr.sess.Data = nil // the run is kept decoded
 	cr.run.Messages = slices.Clone(r.Messages)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.byID[sess.ID]; ok {
 		// Two handlers of one session may put out of order: keep the later.
-		if el.Value.(*cachedRun).sess.Version < sess.Version {
+		if old := el.Value.(*cachedRun); old.sess.Version < sess.Version {
+			c.bytes += cr.size - old.size
 			el.Value = cr
 		}
 		c.order.MoveToFront(el)
-		return
+	} else {
+		c.byID[sess.ID] = c.order.PushFront(cr)
+		c.bytes += cr.size
 	}
-	c.byID[sess.ID] = c.order.PushFront(cr)
-	for c.order.Len() > c.max {
-		last := c.order.Back()
-		c.order.Remove(last)
-		delete(c.byID, last.Value.(*cachedRun).sess.ID)
+	for c.order.Len() > c.max || (c.bytes > c.maxBytes && c.order.Len() > 0) {
+		c.removeLocked(c.order.Back())
 	}
 }
 
@@ -94,7 +101,13 @@ func (c *runCache) drop(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.byID[id]; ok {
-		c.order.Remove(el)
-		delete(c.byID, id)
+		c.removeLocked(el)
 	}
+}
+
+func (c *runCache) removeLocked(el *list.Element) {
+	cr := el.Value.(*cachedRun)
+	c.order.Remove(el)
+	delete(c.byID, cr.sess.ID)
+	c.bytes -= cr.size
 }

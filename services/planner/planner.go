@@ -61,8 +61,8 @@ type Config struct {
 	Timeout         time.Duration
 	MaxOutputTokens int
 	// CacheRuns, when > 0, keeps the runs of that many recently written
-	// sessions in memory, so the next event of a session skips reading
-	// and decoding its record. Only for a planner that writes its sessions
+	// sessions in memory (64 MiB of them encoded at most), so the next
+	// event of a session skips reading and decoding its record. Only for a planner that writes its sessions
 	// alone (the embedded runtime): with several planner instances a
 	// cached run is often stale, and a stale run costs a model call whose
 	// conditional write then conflicts (and is retried from the store).
@@ -88,7 +88,7 @@ func New(store Store, m model.Model, tc ToolCatalog, cfg Config, now func() time
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Planner{store: store, model: m, tools: tc, cfg: cfg, now: now, log: log, runs: newRunCache(cfg.CacheRuns)}
+	return &Planner{store: store, model: m, tools: tc, cfg: cfg, now: now, log: log, runs: newRunCache(cfg.CacheRuns, maxCachedBytes)}
 }
 
 // run is the planner's view of one session, stored as the session's Data.
@@ -164,7 +164,7 @@ func (p *Planner) onRequested(ctx context.Context, ev event.Event) error {
 		}
 		return fmt.Errorf("planner: create session %s: %w", sid, err)
 	}
-	p.runs.put(created, r)
+	p.runs.put(created, r, len(sess.Data))
 	return nil
 }
 
@@ -384,7 +384,7 @@ func (p *Planner) save(ctx context.Context, sess state.Session, r *run, out []st
 		p.runs.drop(sess.ID)
 		return fmt.Errorf("planner: update session %s: %w", sess.ID, err)
 	}
-	p.runs.put(updated, r)
+	p.runs.put(updated, r, len(sess.Data))
 	return nil
 }
 
