@@ -166,20 +166,16 @@ func (r *rowReader) fail(format string, args ...any) {
 	r.b = nil
 }
 
-func (r *rowReader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail("bad unsigned varint")
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
+func (r *rowReader) uvarint() uint64 { return readVarint(r, binary.Uvarint, "unsigned varint") }
 
-func (r *rowReader) varint() int64 {
-	v, n := binary.Varint(r.b)
+func (r *rowReader) varint() int64 { return readVarint(r, binary.Varint, "varint") }
+
+// readVarint takes one varint off r with decode (binary.Uvarint or
+// binary.Varint), which reports n <= 0 for a bad or short one.
+func readVarint[T uint64 | int64](r *rowReader, decode func([]byte) (T, int), what string) T {
+	v, n := decode(r.b)
 	if n <= 0 {
-		r.fail("bad varint")
+		r.fail("bad %s", what)
 		return 0
 	}
 	r.b = r.b[n:]
