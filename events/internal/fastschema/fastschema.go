@@ -24,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -333,7 +332,7 @@ func (c *compiler) keyword(base *url.URL, k string, kv any) (check, error) {
 			return nil, unsupported("pattern of type %T", kv)
 		}
 		// The general validator compiles patterns with Go's regexp too.
-		re, err := regexp.Compile(p)
+		match, err := matcher(p)
 		if err != nil {
 			return nil, unsupported("pattern %q: %v", p, err)
 		}
@@ -342,7 +341,7 @@ func (c *compiler) keyword(base *url.URL, k string, kv any) (check, error) {
 			if !ok {
 				return Valid
 			}
-			return verdict(re.MatchString(s))
+			return verdict(match(s))
 		}, nil
 	case "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum":
 		return boundCheck(k, kv)
