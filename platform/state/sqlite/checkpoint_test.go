@@ -24,7 +24,7 @@ func TestCheckpointOffCommitPath(t *testing.T) {
 	}
 	defer s.Close()
 	var auto int
-	if err := s.w.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&auto); err != nil || auto != 0 {
+	if err := s.wc.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&auto); err != nil || auto != 0 {
 		t.Fatalf("writer wal_autocheckpoint = %d, %v; want 0", auto, err)
 	}
 	size := func() int64 {

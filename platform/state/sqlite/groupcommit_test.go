@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -24,7 +23,7 @@ func holdWriter(t *testing.T, s *Store) (release func()) {
 	gate := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- s.tx(t.Context(), func(*sql.Tx) error {
+		done <- s.tx(t.Context(), func(*wtx) error {
 			close(started)
 			<-gate
 			return nil
@@ -258,11 +257,11 @@ func TestGroupCommitAbort(t *testing.T) {
 			run := func(id string, breakTx bool) chan error {
 				ch := make(chan error, 1)
 				go func() {
-					ch <- s.tx(ctx, func(tx *sql.Tx) error {
+					ch <- s.tx(ctx, func(tx *wtx) error {
 						if breakTx {
 							// What SQLite does to the transaction on, e.g., an
 							// interrupted write.
-							if _, err := tx.ExecContext(ctx, `ROLLBACK`); err != nil {
+							if _, err := s.exec(ctx, tx, `ROLLBACK`); err != nil {
 								return err
 							}
 							return errors.New("broken")
@@ -305,7 +304,7 @@ func TestTransactionPanic(t *testing.T) {
 	t.Parallel()
 	s := openStores(t)["file"]
 	ctx := t.Context()
-	boom := func(tx *sql.Tx) error {
+	boom := func(tx *wtx) error {
 		if _, err := s.exec(ctx, tx, qInsertSession, "boom", "running", "", nil, 1, 1); err != nil {
 			return err
 		}

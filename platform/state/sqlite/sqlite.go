@@ -31,8 +31,14 @@ type Store struct {
 	w   *sql.DB // one connection: every write transaction
 	r   *sql.DB // readers (the same as w for an in-memory database)
 	now func() time.Time
-	// ws and rs are the hot statements prepared at open on w and r (see
-	// prepareAll).
+	// wc is w's connection, held for the store's life by a file store: its
+	// transactions run with BEGIN, COMMIT and ROLLBACK prepared once (see
+	// wtx). nil for an in-memory store, whose one connection also serves
+	// reads and so is taken per transaction.
+	wc                            *sql.Conn
+	beginSt, commitSt, rollbackSt *sql.Stmt
+	// ws and rs are the hot statements prepared at open on the writer (wc,
+	// or w) and r (see prepareAll).
 	ws, rs map[string]*sql.Stmt
 	wq     writeQueue    // write transactions, group-committed (groupcommit.go)
 	ck     *checkpointer // file stores: WAL checkpoints (checkpoint.go)
@@ -154,12 +160,31 @@ func newStore(ctx context.Context, w, r *sql.DB, opts []Option) (*Store, error) 
 	for _, o := range opts {
 		o(s)
 	}
-	if _, err := w.ExecContext(ctx, schema); err != nil {
+	if _, err := w.ExecContext(ctx, schema+toolSpecsSchema); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("create state schema: %w", err)
 	}
-	var err error
-	if s.ws, err = prepareAll(ctx, w, txQueries); err != nil {
+	var (
+		prep preparer = w
+		err  error
+	)
+	if r != w {
+		if s.wc, err = w.Conn(ctx); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("open state db writer: %w", err)
+		}
+		prep = s.wc
+		for _, p := range []struct {
+			st **sql.Stmt
+			q  string
+		}{{&s.beginSt, "BEGIN IMMEDIATE"}, {&s.commitSt, "COMMIT"}, {&s.rollbackSt, "ROLLBACK"}} {
+			if *p.st, err = s.wc.PrepareContext(ctx, p.q); err != nil {
+				s.Close()
+				return nil, fmt.Errorf("prepare %q: %w", p.q, err)
+			}
+		}
+	}
+	if s.ws, err = prepareAll(ctx, prep, txQueries); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -181,6 +206,14 @@ func (s *Store) Close() error {
 		for _, st := range m {
 			errs = append(errs, st.Close())
 		}
+	}
+	for _, st := range []*sql.Stmt{s.beginSt, s.commitSt, s.rollbackSt} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	if s.wc != nil {
+		errs = append(errs, s.wc.Close())
 	}
 	errs = append(errs, s.w.Close())
 	if s.r != s.w {
@@ -235,7 +268,12 @@ var (
 	readQueries = []string{qGetSession, qReadHistory, qGetClaim, qPendingOutbox}
 )
 
-func prepareAll(ctx context.Context, db *sql.DB, qs []string) (map[string]*sql.Stmt, error) {
+// preparer is a *sql.DB or a *sql.Conn.
+type preparer interface {
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
+}
+
+func prepareAll(ctx context.Context, db preparer, qs []string) (map[string]*sql.Stmt, error) {
 	out := make(map[string]*sql.Stmt, len(qs))
 	for _, q := range qs {
 		st, err := db.PrepareContext(ctx, q)
@@ -257,24 +295,28 @@ func prepareAll(ctx context.Context, db *sql.DB, qs []string) (map[string]*sql.S
 // transaction function starts instead (groupcommit.go).
 
 // stmt returns q prepared for tx, or nil when q was not prepared at open.
-func (s *Store) stmt(ctx context.Context, tx *sql.Tx, q string) *sql.Stmt {
-	if st, ok := s.ws[q]; ok {
-		return tx.StmtContext(ctx, st)
+func (s *Store) stmt(ctx context.Context, tx *wtx, q string) *sql.Stmt {
+	st, ok := s.ws[q]
+	switch {
+	case !ok:
+		return nil
+	case tx.tx != nil:
+		return tx.tx.StmtContext(ctx, st)
 	}
-	return nil
+	return st // prepared on wc
 }
 
 // exec runs q in tx, through its prepared statement when there is one.
-func (s *Store) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+func (s *Store) exec(ctx context.Context, tx *wtx, q string, args ...any) (sql.Result, error) {
 	ctx = context.WithoutCancel(ctx)
 	if st := s.stmt(ctx, tx, q); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
-	return tx.ExecContext(ctx, q, args...)
+	return s.on(tx).ExecContext(ctx, q, args...)
 }
 
 // queryRow runs q in tx, or on the read pool when tx is nil.
-func (s *Store) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) *sql.Row {
+func (s *Store) queryRow(ctx context.Context, tx *wtx, q string, args ...any) *sql.Row {
 	if tx == nil {
 		if st, ok := s.rs[q]; ok {
 			return st.QueryRowContext(ctx, args...)
@@ -285,11 +327,11 @@ func (s *Store) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any)
 	if st := s.stmt(ctx, tx, q); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
-	return tx.QueryRowContext(ctx, q, args...)
+	return s.on(tx).QueryRowContext(ctx, q, args...)
 }
 
 // query runs q in tx, or on the read pool when tx is nil.
-func (s *Store) query(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Rows, error) {
+func (s *Store) query(ctx context.Context, tx *wtx, q string, args ...any) (*sql.Rows, error) {
 	if tx == nil {
 		if st, ok := s.rs[q]; ok {
 			return st.QueryContext(ctx, args...)
@@ -300,14 +342,14 @@ func (s *Store) query(ctx context.Context, tx *sql.Tx, q string, args ...any) (*
 	if st := s.stmt(ctx, tx, q); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
-	return tx.QueryContext(ctx, q, args...)
+	return s.on(tx).QueryContext(ctx, q, args...)
 }
 
 func (s *Store) nowMs() int64 { return s.now().UnixMilli() }
 
 func ms(v int64) time.Time { return time.UnixMilli(v).UTC() }
 
-func (s *Store) writeOutbox(ctx context.Context, tx *sql.Tx, out []state.OutboxEvent) error {
+func (s *Store) writeOutbox(ctx context.Context, tx *wtx, out []state.OutboxEvent) error {
 	now := s.nowMs()
 	for _, e := range out {
 		if _, err := s.exec(ctx, tx, qInsertOutbox, e.ID, e.Payload, now); err != nil {
@@ -339,7 +381,7 @@ func (s *Store) CreateSession(ctx context.Context, sess state.Session, out ...st
 		return state.Session{}, err
 	}
 	now := s.nowMs()
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *wtx) error {
 		res, err := s.exec(ctx, tx, qInsertSession,
 			sess.ID, string(sess.Status), sess.AgentName, sess.Data, now, now)
 		if err != nil {
@@ -401,7 +443,7 @@ func (s *Store) UpdateSession(ctx context.Context, sess state.Session, out ...st
 	}
 	now := s.nowMs()
 	var stored state.Session
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *wtx) error {
 		cur, err := scanSession(s.queryRow(ctx, tx, qGetSession, sess.ID))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("update session %q: %w", sess.ID, state.ErrNotFound)
@@ -490,7 +532,7 @@ func (s *Store) DeleteSession(ctx context.Context, id string) error {
 	if err := state.ValidateSessionID(id); err != nil {
 		return err
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *wtx) error {
 		for _, table := range []string{"history", "claims", "step_results", "steps"} {
 			if _, err := s.exec(ctx, tx, `DELETE FROM `+table+` WHERE session_id = ?`, id); err != nil {
 				return fmt.Errorf("delete session %q (%s): %w", id, table, err)
@@ -517,7 +559,7 @@ func (s *Store) AppendHistory(ctx context.Context, sessionID string, entries ...
 		return 0, nil
 	}
 	added := 0
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *wtx) error {
 		// The session's last seq is read once per write, not per entry: in
 		// the writer's transaction nobody else appends meanwhile.
 		var last int64
@@ -636,7 +678,7 @@ func (s *Store) SearchHistory(ctx context.Context, sessionID, query string, limi
 }
 
 // getClaim reads a claim in tx, or from the read pool when tx is nil.
-func (s *Store) getClaim(ctx context.Context, tx *sql.Tx, sessionID, key string) (*state.Claim, error) {
+func (s *Store) getClaim(ctx context.Context, tx *wtx, sessionID, key string) (*state.Claim, error) {
 	var (
 		c                 state.Claim
 		st                string
@@ -655,7 +697,7 @@ func (s *Store) getClaim(ctx context.Context, tx *sql.Tx, sessionID, key string)
 	return &c, nil
 }
 
-func (s *Store) putClaim(ctx context.Context, tx *sql.Tx, c state.Claim) error {
+func (s *Store) putClaim(ctx context.Context, tx *wtx, c state.Claim) error {
 	_, err := s.exec(ctx, tx, qPutClaim,
 		c.SessionID, c.Key, string(c.State), c.Holder, c.Attempt, c.LeaseUntil.UnixMilli(), c.ExpiresAt.UnixMilli(), c.Result)
 	if err != nil {
@@ -736,7 +778,7 @@ func (s *Store) changeClaim(ctx context.Context, sessionID, key string, out []st
 		next  state.Claim
 		write bool
 	)
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *wtx) error {
 		cur, err := s.getClaim(ctx, tx, sessionID, key)
 		if err != nil {
 			return err
@@ -785,7 +827,7 @@ func validateStep(key state.StepKey) error {
 }
 
 // readStep reads a step in tx, or from the read pool when tx is nil.
-func (s *Store) readStep(ctx context.Context, tx *sql.Tx, key state.StepKey) (state.StepState, bool, error) {
+func (s *Store) readStep(ctx context.Context, tx *wtx, key state.StepKey) (state.StepState, bool, error) {
 	st := state.StepState{Key: key}
 	var (
 		expected sql.NullString
@@ -839,7 +881,7 @@ func (s *Store) OpenStep(ctx context.Context, key state.StepKey, callIDs []strin
 		st     state.StepState
 		opened bool
 	)
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.tx(ctx, func(tx *wtx) error {
 		cur, _, err := s.readStep(ctx, tx, key)
 		if err != nil {
 			return err
@@ -872,7 +914,7 @@ func (s *Store) RecordResult(ctx context.Context, key state.StepKey, callID stri
 		return state.StepState{}, err
 	}
 	var st state.StepState
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *wtx) error {
 		var err error
 		st, err = s.recordIn(ctx, tx, key, callID, result)
 		return err
@@ -892,7 +934,7 @@ func (s *Store) RecordAndComplete(ctx context.Context, key state.StepKey, callID
 		st        state.StepState
 		completed bool
 	)
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *wtx) error {
 		completed = false
 		var err error
 		if st, err = s.recordIn(ctx, tx, key, callID, result); err != nil || st.Done || !st.AllIn() {
@@ -924,7 +966,7 @@ func (s *Store) CompleteStep(ctx context.Context, key state.StepKey, out ...stat
 		return false, err
 	}
 	first := false
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *wtx) error {
 		var err error
 		first, err = s.completeIn(ctx, tx, key, out)
 		return err
@@ -950,7 +992,7 @@ func validateResult(key state.StepKey, callID string, result []byte) error {
 
 // recordIn records callID's result (the first one stays) in tx and returns
 // the step's state after it.
-func (s *Store) recordIn(ctx context.Context, tx *sql.Tx, key state.StepKey, callID string, result []byte) (state.StepState, error) {
+func (s *Store) recordIn(ctx context.Context, tx *wtx, key state.StepKey, callID string, result []byte) (state.StepState, error) {
 	if _, err := s.exec(ctx, tx, qRecordResult,
 		key.SessionID, key.Step, callID, nonNil(result)); err != nil {
 		return state.StepState{}, fmt.Errorf("record result %v/%s: %w", key, callID, err)
@@ -961,7 +1003,7 @@ func (s *Store) recordIn(ctx context.Context, tx *sql.Tx, key state.StepKey, cal
 
 // completeIn marks the step done in tx, writing out, if it was not done:
 // first reports whether this call did it.
-func (s *Store) completeIn(ctx context.Context, tx *sql.Tx, key state.StepKey, out []state.OutboxEvent) (first bool, err error) {
+func (s *Store) completeIn(ctx context.Context, tx *wtx, key state.StepKey, out []state.OutboxEvent) (first bool, err error) {
 	res, err := s.exec(ctx, tx, qCompleteStep, key.SessionID, key.Step)
 	if err != nil {
 		return false, fmt.Errorf("complete step %v: %w", key, err)
@@ -998,7 +1040,7 @@ func (s *Store) MarkSent(ctx context.Context, ids ...string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *wtx) error {
 		for _, id := range ids {
 			if _, err := s.exec(ctx, tx, qDeleteOutbox, id); err != nil {
 				return fmt.Errorf("mark sent %q: %w", id, err)

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 
 	"github.com/agentbus/agentbus/platform/state"
@@ -10,21 +9,15 @@ import (
 
 var _ state.ToolSpecs = (*Store)(nil)
 
-// toolSpecsSchema is created on first use rather than with the main schema:
-// only plug-in registration and the runtime's start touch it.
-const toolSpecsSchema = `CREATE TABLE IF NOT EXISTS tool_specs (
+// toolSpecsSchema is created at open with the main schema.
+const toolSpecsSchema = `
+CREATE TABLE IF NOT EXISTS tool_specs (
   name TEXT PRIMARY KEY,
   plugin TEXT NOT NULL,
   spec BLOB NOT NULL,
   updated_ms INTEGER NOT NULL
-) STRICT`
-
-func (s *Store) ensureToolSpecs(ctx context.Context) error {
-	if _, err := s.w.ExecContext(ctx, toolSpecsSchema); err != nil {
-		return fmt.Errorf("sqlite: tool_specs table: %w", err)
-	}
-	return nil
-}
+) STRICT;
+`
 
 // PutToolSpecs implements state.ToolSpecs.
 func (s *Store) PutToolSpecs(ctx context.Context, specs ...state.ToolSpec) error {
@@ -33,11 +26,8 @@ func (s *Store) PutToolSpecs(ctx context.Context, specs ...state.ToolSpec) error
 			return err
 		}
 	}
-	if err := s.ensureToolSpecs(ctx); err != nil {
-		return err
-	}
 	now := s.nowMs()
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *wtx) error {
 		for _, sp := range specs {
 			// s.exec, not tx.ExecContext: an interrupted statement would roll
 			// back the group-committed transaction other callers share.
@@ -53,10 +43,7 @@ ON CONFLICT(name) DO UPDATE SET plugin = excluded.plugin, spec = excluded.spec, 
 
 // ListToolSpecs implements state.ToolSpecs.
 func (s *Store) ListToolSpecs(ctx context.Context) ([]state.ToolSpec, error) {
-	if err := s.ensureToolSpecs(ctx); err != nil {
-		return nil, err
-	}
-	rows, err := s.w.QueryContext(ctx, `SELECT name, plugin, spec, updated_ms FROM tool_specs ORDER BY name`)
+	rows, err := s.r.QueryContext(ctx, `SELECT name, plugin, spec, updated_ms FROM tool_specs ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list tool specs: %w", err)
 	}
@@ -81,11 +68,10 @@ func (s *Store) ListToolSpecs(ctx context.Context) ([]state.ToolSpec, error) {
 
 // DeleteToolSpec implements state.ToolSpecs.
 func (s *Store) DeleteToolSpec(ctx context.Context, name string) error {
-	if err := s.ensureToolSpecs(ctx); err != nil {
-		return err
-	}
-	if _, err := s.w.ExecContext(ctx, `DELETE FROM tool_specs WHERE name = ?`, name); err != nil {
-		return fmt.Errorf("sqlite: delete tool spec %s: %w", name, err)
-	}
-	return nil
+	return s.tx(ctx, func(tx *wtx) error {
+		if _, err := s.exec(ctx, tx, `DELETE FROM tool_specs WHERE name = ?`, name); err != nil {
+			return fmt.Errorf("sqlite: delete tool spec %s: %w", name, err)
+		}
+		return nil
+	})
 }
