@@ -65,7 +65,9 @@ func (s *Service) Handle(ctx context.Context, ev event.Event) error {
 	if err := state.ValidateSessionID(sid); err != nil {
 		return fmt.Errorf("memory: event %s from %s: %v: %w", ev.ID(), ev.Source(), err, bus.ErrPermanent)
 	}
-	b, err := json.Marshal(ev)
+	// The SDK's encoder directly (json.Marshal would re-scan and copy its
+	// output): an event off the bus was validated, its data is JSON.
+	b, err := ev.MarshalJSON()
 	if err != nil {
 		return fmt.Errorf("memory: encode event %s: %v: %w", ev.ID(), err, bus.ErrPermanent)
 	}

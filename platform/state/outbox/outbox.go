@@ -49,9 +49,15 @@ func FromEvents(evs ...event.Event) ([]state.OutboxEvent, error) {
 		if err := ev.Validate(); err != nil {
 			return nil, fmt.Errorf("outbox event %q: %w", ev.ID(), err)
 		}
-		payload, err := json.Marshal(ev)
+		// The SDK's encoder directly: json.Marshal would re-scan and copy its
+		// output to compact it (the SDK writes compact JSON); checking that
+		// the data is JSON is the part of that worth keeping.
+		payload, err := ev.MarshalJSON()
 		if err != nil {
 			return nil, fmt.Errorf("outbox event %q: %w", ev.ID(), err)
+		}
+		if !json.Valid(payload) {
+			return nil, fmt.Errorf("outbox event %q: its data is not valid JSON", ev.ID())
 		}
 		out = append(out, state.OutboxEvent{ID: ID(ev), Payload: payload, Event: &ev})
 	}

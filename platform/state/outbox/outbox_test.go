@@ -123,6 +123,12 @@ func TestFromEvents(t *testing.T) {
 	if _, err := outbox.FromEvents(bad); err == nil {
 		t.Error("FromEvents accepted an invalid CloudEvent")
 	}
+	// JSON data that is not JSON would be stored and never decode: refused.
+	notJSON := newEvent(t, "ev-2")
+	notJSON.DataEncoded = []byte(`{"a":`)
+	if _, err := outbox.FromEvents(notJSON); err == nil {
+		t.Error("FromEvents accepted data that is not JSON")
+	}
 }
 
 func TestFlush(t *testing.T) {
