@@ -244,15 +244,26 @@ func all(checks []check) check {
 	return func(v any) Verdict {
 		out := Valid
 		for _, ch := range checks {
-			switch ch(v) {
-			case Invalid:
+			if fold(&out, ch(v)) {
 				return Invalid
-			case Unknown:
-				out = Unknown // an Invalid further on still decides
 			}
 		}
 		return out
 	}
+}
+
+// fold adds v to a conjunction's verdict so far and reports whether that
+// decided it (Invalid). After an Unknown it goes on: a later Invalid still
+// decides.
+func fold(out *Verdict, v Verdict) bool {
+	switch v {
+	case Invalid:
+		*out = Invalid
+		return true
+	case Unknown:
+		*out = Unknown
+	}
+	return false
 }
 
 func (c *compiler) keyword(base *url.URL, k string, kv any) (check, error) {
@@ -287,11 +298,8 @@ func (c *compiler) keyword(base *url.URL, k string, kv any) (check, error) {
 			}
 			out := Valid
 			for _, it := range arr {
-				switch sub(it) {
-				case Invalid:
+				if fold(&out, sub(it)) {
 					return Invalid
-				case Unknown:
-					out = Unknown
 				}
 			}
 			return out
@@ -508,11 +516,8 @@ func (c *compiler) props(base *url.URL, s map[string]any) (check, error) {
 					continue
 				}
 			}
-			switch ch(val) {
-			case Invalid:
+			if fold(&out, ch(val)) {
 				return Invalid
-			case Unknown:
-				out = Unknown
 			}
 		}
 		return out
