@@ -14,11 +14,11 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/santhosh-tekuri/jsonschema/v6"
-
-	"github.com/agentbus/agentbus/events/internal/fastschema"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
+
+	"github.com/agentbus/agentbus/events/internal/fastschema"
 )
 
 var (

@@ -66,7 +66,8 @@ func (s *Service) Handle(ctx context.Context, ev event.Event) error {
 		return fmt.Errorf("memory: event %s from %s: %v: %w", ev.ID(), ev.Source(), err, bus.ErrPermanent)
 	}
 	// The SDK's encoder directly (json.Marshal would re-scan and copy its
-	// output): an event off the bus was validated, its data is JSON.
+	// output): an event off the bus was decoded from JSON or validated at
+	// publish, so its data is JSON.
 	b, err := ev.MarshalJSON()
 	if err != nil {
 		return fmt.Errorf("memory: encode event %s: %v: %w", ev.ID(), err, bus.ErrPermanent)

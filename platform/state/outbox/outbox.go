@@ -49,9 +49,10 @@ func FromEvents(evs ...event.Event) ([]state.OutboxEvent, error) {
 		if err := ev.Validate(); err != nil {
 			return nil, fmt.Errorf("outbox event %q: %w", ev.ID(), err)
 		}
-		// The SDK's encoder directly: json.Marshal would re-scan and copy its
-		// output to compact it (the SDK writes compact JSON); checking that
-		// the data is JSON is the part of that worth keeping.
+		// The SDK's encoder directly: json.Marshal would re-scan and copy
+		// its output to compact it. Checking that the data is JSON is the
+		// part of that worth keeping: a payload that does not decode would
+		// stay pending for ever.
 		payload, err := ev.MarshalJSON()
 		if err != nil {
 			return nil, fmt.Errorf("outbox event %q: %w", ev.ID(), err)
