@@ -150,11 +150,25 @@ func (c *compiler) ref(base *url.URL, ref string) (check, error) {
 	}
 	root := frag == ""
 	if !root {
-		for _, tok := range strings.Split(frag[1:], "/") {
+		// The resource's draft and base hold for what the pointer reaches:
+		// check them here, since its top level is not compiled on this way.
+		if m, ok := doc.(map[string]any); ok {
+			if d, has := m["$schema"]; has && d != draft {
+				return nil, unsupported("$schema %v in %s", d, u)
+			}
+			if id, has := m["$id"]; has && id != u.String() {
+				return nil, unsupported("$id %v at %s", id, u)
+			}
+		}
+		for i, tok := range strings.Split(frag[1:], "/") {
 			tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
 			m, ok := doc.(map[string]any)
 			if !ok {
 				return nil, unsupported("$ref %q: pointer into a non-object", ref)
+			}
+			if _, has := m["$id"]; has && i > 0 {
+				// A nested resource on the way: its base would hold below.
+				return nil, unsupported("$ref %q: passes a nested $id", ref)
 			}
 			if doc, ok = m[tok]; !ok {
 				return nil, unsupported("$ref %q: nothing at the pointer", ref)

@@ -167,6 +167,23 @@ func TestUnsupported(t *testing.T) {
 			t.Errorf("Compile(%s) = %v, want ErrUnsupported", schema, err)
 		}
 	}
+	// Through a pointer the resource's top level is not compiled, yet its
+	// draft and base still hold for the target; a nested $id on the way
+	// changes the base below it.
+	for name, extra := range map[string]string{
+		"other draft":     `{"$schema": "http://json-schema.org/draft-07/schema#", "$defs": {"a": {"type": "string"}}}`,
+		"other base":      `{"$id": "https://example.test/renamed.json", "$defs": {"a": {"type": "string"}}}`,
+		"nested resource": `{"$defs": {"n": {"$id": "https://example.test/n.json", "$defs": {"a": {"type": "string"}}}}}`,
+	} {
+		ref := "x.json#/$defs/a"
+		if name == "nested resource" {
+			ref = "x.json#/$defs/n/$defs/a"
+		}
+		resources := map[string]any{base + "x.json": decode(t, extra), base + "s.json": decode(t, `{"$ref": "`+ref+`"}`)}
+		if _, err := Compile(resources, base+"s.json"); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("%s: Compile = %v, want ErrUnsupported", name, err)
+		}
+	}
 	// A $ref to a resource it was not given.
 	if _, err := Compile(map[string]any{base + "s.json": decode(t, `{"$ref": "missing.json"}`)}, base+"s.json"); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("Compile with a missing resource = %v, want ErrUnsupported", err)
