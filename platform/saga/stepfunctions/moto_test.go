@@ -38,14 +38,18 @@ var motoOnce struct {
 // with state machine execution switched on.
 func motoClients(t testing.TB) (*sfn.Client, *sqs.Client) {
 	t.Helper()
-	motoOnce.Lock()
-	if motoOnce.url == "" {
-		ep := testenv.AWSEndpoint(t)
-		testenv.MotoStepFunctions(t, ep)
-		motoOnce.url = ep
-	}
-	ep := motoOnce.url
-	motoOnce.Unlock()
+	ep := func() string {
+		// Deferred: AWSEndpoint skips the test (runtime.Goexit) when no
+		// stand-in runs outside CI, and the lock must not stay held.
+		motoOnce.Lock()
+		defer motoOnce.Unlock()
+		if motoOnce.url == "" {
+			ep := testenv.AWSEndpoint(t)
+			testenv.MotoStepFunctions(t, ep)
+			motoOnce.url = ep
+		}
+		return motoOnce.url
+	}()
 	cfg := aws.Config{
 		Region:       "us-east-1",
 		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
