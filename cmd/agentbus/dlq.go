@@ -173,7 +173,7 @@ func withLocalDLQ(ctx context.Context, f *dlqFlags, queue string, log *slog.Logg
 	}
 	b, err := local.Open(ctx, local.Options{Path: path, Logger: log})
 	if err != nil {
-		if strings.Contains(err.Error(), "locked") {
+		if errors.Is(err, local.ErrInUse) {
 			return fmt.Errorf("the embedded bus at %s is in use by a running agentbus; stop it first: %w", path, err)
 		}
 		return err

@@ -72,9 +72,18 @@ func TestSecondOpenOfFileFails(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if b2, err := local.Open(ctx, local.Options{Path: path}); err == nil {
+	b2, err := local.Open(ctx, local.Options{Path: path})
+	if err == nil {
 		b2.Close()
 		t.Fatal("a second Open of a bus file in use succeeded")
+	}
+	if !errors.Is(err, local.ErrInUse) {
+		t.Errorf("second open: %v, want ErrInUse", err)
+	}
+	b.Close()
+	b3 := open(t, local.Options{Path: path})
+	if st, err := b3.Stats(ctx, "x"); err != nil {
+		t.Errorf("open after the first closed: %+v, %v", st, err)
 	}
 }
 

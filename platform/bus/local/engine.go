@@ -360,24 +360,28 @@ func (e *engine) run() {
 		e.requests.Add(int64(len(e.batch)))
 		e.step()
 		if e.j != nil {
-			e.maintain(context.Background(), len(e.reqs) == 0)
+			e.maintain(len(e.reqs) == 0)
 		}
 	}
 }
 
-// maintain compacts the journal's log and checkpoints its WAL when they are
-// due; both wait for an idle moment unless long overdue.
-func (e *engine) maintain(ctx context.Context, idle bool) {
+// maintain compacts the journal when it is due (in an idle moment unless
+// long overdue) and has it synced in the background.
+func (e *engine) maintain(idle bool) {
 	if e.j.needsCompaction(idle) {
-		if err := e.j.compact(ctx, e.eachLive); err != nil {
+		if err := e.compact(); err != nil {
 			e.log.Warn("local bus: journal compaction failed", "err", err)
-		} else {
-			e.compactions.Add(1)
 		}
 	}
-	if err := e.j.maybeCheckpoint(ctx, idle); err != nil {
-		e.log.Warn("local bus: checkpoint failed", "err", err)
+	e.j.maybeSync(idle)
+}
+
+func (e *engine) compact() error {
+	if err := e.j.compact(e.eachLive, e.eachDead); err != nil {
+		return err
 	}
+	e.compactions.Add(1)
+	return nil
 }
 
 // eachLive calls f for every message that is not gone.
@@ -385,6 +389,15 @@ func (e *engine) eachLive(f func(*msg)) {
 	for _, q := range e.queues {
 		for _, m := range q.msgs {
 			f(m)
+		}
+	}
+}
+
+// eachDead calls f for every dead letter.
+func (e *engine) eachDead(f func(*deadMsg)) {
+	for _, q := range e.queues {
+		for _, d := range q.dead {
+			f(d)
 		}
 	}
 }
@@ -397,12 +410,9 @@ func (e *engine) step() {
 	}
 	// Waiters served in this step answer after the commit like everyone else.
 	served := e.serveWaiters(now)
-	err := e.flush(ctx)
+	err := e.flush()
 	if err != nil {
 		e.log.Error("local bus: commit failed; reloading state from disk", "err", err)
-		if e.j != nil {
-			e.j.rollback(ctx)
-		}
 		if lerr := e.load(ctx); lerr != nil {
 			e.log.Error("local bus: reload failed", "err", lerr)
 		}
@@ -416,7 +426,7 @@ func (e *engine) step() {
 	}
 }
 
-func (e *engine) flush(ctx context.Context) error {
+func (e *engine) flush() error {
 	defer func() {
 		for _, m := range e.dirty {
 			m.dirty = false
@@ -429,20 +439,9 @@ func (e *engine) flush(ctx context.Context) error {
 	if e.j == nil || len(e.dirty)+len(e.deadDirty) == 0 {
 		return nil
 	}
-	if err := e.j.begin(ctx); err != nil {
-		return err
-	}
 	e.commits.Add(1)
 	e.rows.Add(int64(len(e.dirty) + len(e.deadDirty)))
-	if err := e.j.flushMsgs(ctx, e.dirty); err != nil {
-		return err
-	}
-	for _, d := range e.deadDirty {
-		if err := e.j.flushDead(ctx, d); err != nil {
-			return err
-		}
-	}
-	if err := e.j.commit(ctx); err != nil {
+	if err := e.j.write(e.dirty, e.deadDirty); err != nil {
 		return err
 	}
 	for _, m := range e.dirty {

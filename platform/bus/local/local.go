@@ -46,11 +46,15 @@ type QueueConfig struct {
 
 // Options configure Open. The zero value is an in-memory bus with no rules.
 type Options struct {
-	// Path is the SQLite file; "" keeps everything in memory (tests).
+	// Path is the journal file (journal.go; a file of an earlier, SQLite
+	// format is migrated when opened); "" keeps everything in memory
+	// (tests). Path+".lock" is the lock that keeps a second Open out.
 	Path string
-	// Synchronous is SQLite's synchronous mode in WAL: "NORMAL" (default;
-	// durable against process crashes) or "FULL" (also against power loss,
-	// one fsync per group commit).
+	// Synchronous says when commits reach the disk: "NORMAL" (default;
+	// written with each commit, so durable against a crash of the process,
+	// and fsynced in the background about once a second) or "FULL" (also
+	// durable against a power loss: one fsync per group commit). "EXTRA"
+	// is taken as "FULL".
 	Synchronous string
 	// CompactAt is the journal size in bytes past which the journal's log
 	// may be compacted (rewritten as the live messages alone): once it is
@@ -145,7 +149,7 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 	var j *journal
 	if opts.Path != "" {
 		var err error
-		if j, err = openJournal(ctx, opts.Path, opts.Synchronous); err != nil {
+		if j, err = openJournal(opts.Path, opts.Synchronous, opts.Logger); err != nil {
 			return nil, err
 		}
 		if opts.CompactAt > 0 {
@@ -161,6 +165,14 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 			j.close()
 		}
 		return nil, fmt.Errorf("local bus: load %s: %w", opts.Path, err)
+	}
+	if j != nil && j.legacy {
+		// A file of an earlier format is rewritten in this one before
+		// anything else is written to it.
+		if err := b.e.compact(); err != nil {
+			j.close()
+			return nil, fmt.Errorf("local bus: migrate %s to the journal format: %w", opts.Path, err)
+		}
 	}
 	go b.e.run()
 	return b, nil

@@ -9,12 +9,15 @@ import (
 )
 
 // The journal stores the queues' messages as a log: each group commit
-// appends ONE row holding a record per message it changed, and load replays
-// the rows in order. A row is a sequence of records:
+// appends ONE row (a frame of the journal file, journal.go) holding a record
+// per message or dead letter it changed, and load replays the rows in order.
+// A row is a sequence of records:
 //
 //	'P' id queue sentAt receives delayUntil reason body   a message as a whole
 //	'U' id receives delayUntil reason                       a delivery or nack
 //	'D' id                                                  an ack, purge or redrive
+//	'L' id queue sentAt receives reason deadAt body         a dead letter
+//	'R' id                                                  a dead letter redriven or purged
 //
 // Integers are varints; strings and bodies are a uvarint length and bytes. A
 // body is either inline (its length + 1, then the bytes) or, when the same
@@ -22,12 +25,15 @@ import (
 // body before it (0, then k): an event fanned out to three queues is stored
 // once per commit instead of three times.
 //
-// Written by hand because the format is the engine's own change set; SQLite
-// (atomic, checksummed commits) still does the storing.
+// Written by hand because the format is the engine's own change set; the
+// journal frames each row with its length and a checksum, so a row is
+// applied whole or not at all.
 const (
-	recPut    = 'P'
-	recUpdate = 'U'
-	recDelete = 'D'
+	recPut        = 'P'
+	recUpdate     = 'U'
+	recDelete     = 'D'
+	recDead       = 'L'
+	recDeadDelete = 'R'
 )
 
 // errCorrupt marks a journal row that cannot be decoded.
@@ -65,8 +71,13 @@ func (w *rowEncoder) put(m *msg) {
 	w.buf = binary.AppendUvarint(w.buf, uint64(m.receives))
 	w.buf = binary.AppendVarint(w.buf, nanos(m.delayUntil()))
 	w.str(m.reason)
-	if len(m.body) > 0 {
-		bk := bodyKey{&m.body[0], len(m.body)}
+	w.body(m.body)
+}
+
+// body writes b inline, or as a reference when this row already holds it.
+func (w *rowEncoder) body(b []byte) {
+	if len(b) > 0 {
+		bk := bodyKey{&b[0], len(b)}
 		if k, ok := w.bodies[bk]; ok {
 			w.buf = binary.AppendUvarint(w.buf, 0)
 			w.buf = binary.AppendUvarint(w.buf, uint64(k))
@@ -78,8 +89,8 @@ func (w *rowEncoder) put(m *msg) {
 		w.n++
 		w.bodies[bk] = w.n
 	}
-	w.buf = binary.AppendUvarint(w.buf, uint64(len(m.body))+1)
-	w.buf = append(w.buf, m.body...)
+	w.buf = binary.AppendUvarint(w.buf, uint64(len(b))+1)
+	w.buf = append(w.buf, b...)
 }
 
 func (w *rowEncoder) update(m *msg) {
@@ -95,6 +106,22 @@ func (w *rowEncoder) del(m *msg) {
 	w.buf = binary.AppendVarint(w.buf, m.id)
 }
 
+func (w *rowEncoder) dead(d *deadMsg) {
+	w.buf = append(w.buf, recDead)
+	w.buf = binary.AppendVarint(w.buf, d.id)
+	w.str(d.queue)
+	w.buf = binary.AppendVarint(w.buf, nanos(d.sentAt))
+	w.buf = binary.AppendUvarint(w.buf, uint64(d.receives))
+	w.str(d.reason)
+	w.buf = binary.AppendVarint(w.buf, nanos(d.deadAt))
+	w.body(d.body)
+}
+
+func (w *rowEncoder) deadDel(d *deadMsg) {
+	w.buf = append(w.buf, recDeadDelete)
+	w.buf = binary.AppendVarint(w.buf, d.id)
+}
+
 // stored is a message as the journal holds it.
 type stored struct {
 	id         int64
@@ -106,8 +133,19 @@ type stored struct {
 	reason     string
 }
 
-// replay applies the records of one row to live (id -> message).
-func replay(row []byte, live map[int64]*stored) error {
+// replayed is what the rows replayed so far hold: live messages and dead
+// letters by id.
+type replayed struct {
+	live map[int64]*stored
+	dead map[int64]*deadMsg
+}
+
+func newReplayed() *replayed {
+	return &replayed{live: map[int64]*stored{}, dead: map[int64]*deadMsg{}}
+}
+
+// replay applies the records of one row to st.
+func replay(row []byte, st *replayed) error {
 	r := rowReader{b: row}
 	var bodies [][]byte
 	for r.err == nil && len(r.b) > 0 {
@@ -117,33 +155,31 @@ func replay(row []byte, live map[int64]*stored) error {
 		case recPut:
 			s := &stored{id: r.varint(), queue: r.str(), sentAt: fromNanos(r.varint()),
 				receives: r.count(), delayUntil: fromNanos(r.varint()), reason: r.str()}
-			switch n := r.uvarint(); {
-			case r.err != nil:
-			case n == 0:
-				k := r.uvarint()
-				if k < 1 || k > uint64(len(bodies)) {
-					r.fail("body reference %d of %d", k, len(bodies))
-					break
-				}
-				s.body = bodies[k-1]
-			default:
-				s.body = slices.Clone(r.bytes(n - 1))
-				if len(s.body) > 0 {
-					bodies = append(bodies, s.body)
-				}
-			}
+			s.body = r.body(&bodies)
 			if r.err == nil {
-				live[s.id] = s
+				st.live[s.id] = s
 			}
 		case recUpdate:
 			id, receives, delay, reason := r.varint(), r.count(), fromNanos(r.varint()), r.str()
-			if s := live[id]; s != nil && r.err == nil {
+			if s := st.live[id]; s != nil && r.err == nil {
 				s.receives, s.delayUntil, s.reason = receives, delay, reason
 			}
 		case recDelete:
 			id := r.varint()
 			if r.err == nil {
-				delete(live, id)
+				delete(st.live, id)
+			}
+		case recDead:
+			d := &deadMsg{id: r.varint(), queue: r.str(), sentAt: fromNanos(r.varint()),
+				receives: r.count(), reason: r.str(), deadAt: fromNanos(r.varint()), persisted: true}
+			d.body = r.body(&bodies)
+			if r.err == nil {
+				st.dead[d.id] = d
+			}
+		case recDeadDelete:
+			id := r.varint()
+			if r.err == nil {
+				delete(st.dead, id)
 			}
 		default:
 			r.fail("unknown record tag %q", tag)
@@ -202,3 +238,25 @@ func (r *rowReader) bytes(n uint64) []byte {
 }
 
 func (r *rowReader) str() string { return string(r.bytes(r.uvarint())) }
+
+// body reads a body written by rowEncoder.body; bodies are the row's inline
+// bodies so far, which a reference points into.
+func (r *rowReader) body(bodies *[][]byte) []byte {
+	n := r.uvarint()
+	switch {
+	case r.err != nil:
+		return nil
+	case n == 0:
+		k := r.uvarint()
+		if k < 1 || k > uint64(len(*bodies)) {
+			r.fail("body reference %d of %d", k, len(*bodies))
+			return nil
+		}
+		return (*bodies)[k-1]
+	}
+	b := slices.Clone(r.bytes(n - 1))
+	if len(b) > 0 {
+		*bodies = append(*bodies, b)
+	}
+	return b
+}
