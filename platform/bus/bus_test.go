@@ -449,3 +449,98 @@ func TestWorkerPool(t *testing.T) {
 		t.Errorf("acked %d, nacked %v, dead %v; want all %d acked", len(fq.acked), fq.nacked, fq.dead, total)
 	}
 }
+
+// TestWorkerBatchWindow: with a window, the worker pauses after a receive
+// that did not fill its batch, so messages published meanwhile wait and come
+// together; without one they are taken at once; a full batch does not pause
+// the worker, and a worker stopped while pausing stops at once.
+func TestWorkerBatchWindow(t *testing.T) {
+	t.Parallel()
+	msg := func(id string) bus.Message {
+		return bus.Message{ID: id, Receipt: "r-" + id, Event: testEvent(id), ReceiveCount: 1}
+	}
+	newQueue := func(ids ...string) *fakeQueue {
+		fq := &fakeQueue{nacked: map[string]time.Duration{}, reasons: map[string]string{}, dead: map[string]string{}}
+		for _, id := range ids {
+			fq.msgs = append(fq.msgs, msg(id))
+		}
+		return fq
+	}
+	const window = 2 * time.Second
+	for _, tt := range []struct {
+		name       string
+		window     time.Duration
+		wantWaited bool
+	}{
+		{"a window makes later messages wait", window, true},
+		{"without a window they are taken at once", 0, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fq := newQueue("first")
+			var (
+				mu      sync.Mutex
+				started = map[string]time.Time{}
+			)
+			h := func(_ context.Context, ev event.Event) error {
+				mu.Lock()
+				defer mu.Unlock()
+				started[ev.ID()] = time.Now()
+				return nil
+			}
+			w := bus.NewWorker(fq, h, bus.WorkerConfig{Concurrency: 10, BatchWindow: tt.window})
+			go func() {
+				time.Sleep(100 * time.Millisecond)
+				fq.mu.Lock()
+				defer fq.mu.Unlock()
+				fq.msgs = append(fq.msgs, msg("second"), msg("third"))
+			}()
+			runUntil(t, w, func() bool {
+				fq.mu.Lock()
+				defer fq.mu.Unlock()
+				return len(fq.acked) == 3
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if len(started) != 3 {
+				t.Fatalf("handled %v, want all three", started)
+			}
+			gap := started["second"].Sub(started["first"])
+			if waited := gap >= window/2; waited != tt.wantWaited {
+				t.Errorf("second handled %v after the first: waited = %v, want %v", gap, waited, tt.wantWaited)
+			}
+		})
+	}
+	t.Run("a full batch does not pause the worker", func(t *testing.T) {
+		t.Parallel()
+		fq := newQueue("1", "2", "3", "4", "5", "6", "7", "8")
+		w := bus.NewWorker(fq, func(context.Context, event.Event) error { return nil },
+			bus.WorkerConfig{Concurrency: 4, BatchWindow: time.Minute})
+		start := time.Now()
+		runUntil(t, w, func() bool {
+			fq.mu.Lock()
+			defer fq.mu.Unlock()
+			return len(fq.acked) == 8
+		})
+		fq.mu.Lock()
+		defer fq.mu.Unlock()
+		if d := time.Since(start); d > 4*time.Second || len(fq.acked) != 8 {
+			t.Errorf("%d of 8 messages handled in %v: the worker paused after a full batch", len(fq.acked), d)
+		}
+	})
+	t.Run("stopping during a pause", func(t *testing.T) {
+		t.Parallel()
+		fq := newQueue("one")
+		w := bus.NewWorker(fq, func(context.Context, event.Event) error { return nil },
+			bus.WorkerConfig{Concurrency: 4, BatchWindow: time.Minute})
+		start := time.Now()
+		runUntil(t, w, func() bool {
+			fq.mu.Lock()
+			defer fq.mu.Unlock()
+			return len(fq.acked) == 1
+		})
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("handling one message and stopping took %v", d)
+		}
+	})
+}

@@ -22,6 +22,16 @@ type WorkerConfig struct {
 	Batch int
 	// Wait is the long-poll wait of each Receive (default 10s).
 	Wait time.Duration
+	// BatchWindow, when set, makes the worker pause for BatchWindow after a
+	// receive that did not fill its batch, so that what arrives meanwhile is
+	// received together: a lone message is handed over at once, a stream of
+	// them in batches at most BatchWindow apart. For a consumer off the
+	// latency path, such as one recording history: while it pauses, a
+	// publish does not wake it, and the messages of a burst share one
+	// receive, one ack and (with a handler that groups concurrent calls) one
+	// write, so it competes less with the latency path for the CPU, at the
+	// cost of up to BatchWindow of delay. Default 0: receive again at once.
+	BatchWindow time.Duration
 	// Visibility is the visibility timeout asked for on receive and renewed
 	// every Visibility/3 while a handler runs (default 30s).
 	Visibility time.Duration
@@ -125,9 +135,19 @@ func (w *Worker) Run(ctx context.Context) error {
 		}()
 	}
 	failures := 0
+	pause := false
 
 receive:
 	for {
+		if pause {
+			t := time.NewTimer(cfg.BatchWindow)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				break receive
+			}
+		}
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
@@ -144,6 +164,7 @@ receive:
 			}
 		}
 		msgs, err := w.q.Receive(ctx, n, cfg.Wait, cfg.Visibility)
+		pause = err == nil && len(msgs) < n && cfg.BatchWindow > 0
 		for i := len(msgs); i < n; i++ {
 			<-slots
 		}
