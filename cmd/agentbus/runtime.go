@@ -232,7 +232,7 @@ func startEmbedded(ctx context.Context, cfg embeddedConfig) (_ *embedded, err er
 	hot := memory.CacheHot(cachemem.New(cachemem.Options{}), 10*time.Minute, cfg.Logger)
 	// History may lag the loop by a few milliseconds; in exchange five
 	// events of a tool step share about one write (docs/bus.md).
-	rt.Memory = memory.New(rt.Store, hot, cfg.Logger, memory.WithBatching(5*time.Millisecond, memoryConcurrency(cfg)))
+	rt.Memory = memory.New(rt.Store, hot, cfg.Logger, memory.WithBatching(5*time.Millisecond, cfg.Concurrency))
 	pcfg := cfg.Planner
 	if pcfg.CacheRuns == 0 {
 		// This process's planner writes every session of the data folder
@@ -276,11 +276,6 @@ func startEmbedded(ctx context.Context, cfg embeddedConfig) (_ *embedded, err er
 			Logger:      cfg.Logger.With("queue", q.Name),
 		}
 		if q.Name == "memory" {
-			// A window's events in one receive (the local bus takes up to
-			// local.MaxReceiveBatch at a time): its handlers only wait for
-			// the shared history write.
-			wcfg.Concurrency = memoryConcurrency(cfg)
-			wcfg.Batch = wcfg.Concurrency
 			wcfg.BatchWindow = memoryBatchWindow
 		}
 		w := bus.NewWorker(rt.Bus.Queue(q.Name), h, wcfg)
@@ -291,16 +286,15 @@ func startEmbedded(ctx context.Context, cfg embeddedConfig) (_ *embedded, err er
 }
 
 // memoryBatchWindow is how long the memory service's worker gathers events
-// before recording them. The service is off the loop's critical path, yet on
-// two cores it ran beside it, event by event, and slowed it: gathered, the
-// events of a few steps share one receive, one history write and one ack,
-// and the loop's p50 per tool step fell ~0.15 ms (docs/bus.md, eighth
-// round). History and the hot context lag by up to this much more.
+// before recording them, when they come slower than it takes them (a
+// full batch is followed by the next receive at once, so it keeps up). The
+// service is off the loop's critical path, yet on two cores it ran beside
+// it, event by event, and slowed it: gathered, the events of a few steps
+// share one receive, one history write and one ack, and the loop's p50 per
+// tool step fell ~0.15 ms (docs/bus.md, eighth round). History and the hot
+// context lag by up to this much more. (64 handlers, a window's events in
+// one receive, gave the same p50 and 15% fewer steps/s at 100 sessions.)
 const memoryBatchWindow = 20 * time.Millisecond
-
-// memoryConcurrency is the memory service's handlers: enough for the events
-// of a batch window at the loop's full speed (~3,000 events/s here).
-func memoryConcurrency(cfg embeddedConfig) int { return max(cfg.Concurrency, 64) }
 
 // drain waits, up to within, until the service queues are empty, so that a
 // short-lived `agentbus run` leaves a complete history behind (the memory
