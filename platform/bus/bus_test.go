@@ -450,6 +450,15 @@ func TestWorkerPool(t *testing.T) {
 	}
 }
 
+// acked reports whether n of fq's messages have been acked.
+func acked(fq *fakeQueue, n int) func() bool {
+	return func() bool {
+		fq.mu.Lock()
+		defer fq.mu.Unlock()
+		return len(fq.acked) == n
+	}
+}
+
 // TestWorkerBatchWindow: with a window, the worker pauses after a receive
 // that did not fill its batch, so messages published meanwhile wait and come
 // together; without one they are taken at once; a full batch does not pause
@@ -495,11 +504,7 @@ func TestWorkerBatchWindow(t *testing.T) {
 				defer fq.mu.Unlock()
 				fq.msgs = append(fq.msgs, msg("second"), msg("third"))
 			}()
-			runUntil(t, w, func() bool {
-				fq.mu.Lock()
-				defer fq.mu.Unlock()
-				return len(fq.acked) == 3
-			})
+			runUntil(t, w, acked(fq, 3))
 			mu.Lock()
 			defer mu.Unlock()
 			if len(started) != 3 {
@@ -517,11 +522,7 @@ func TestWorkerBatchWindow(t *testing.T) {
 		w := bus.NewWorker(fq, func(context.Context, event.Event) error { return nil },
 			bus.WorkerConfig{Concurrency: 4, BatchWindow: time.Minute})
 		start := time.Now()
-		runUntil(t, w, func() bool {
-			fq.mu.Lock()
-			defer fq.mu.Unlock()
-			return len(fq.acked) == 8
-		})
+		runUntil(t, w, acked(fq, 8))
 		fq.mu.Lock()
 		defer fq.mu.Unlock()
 		if d := time.Since(start); d > 4*time.Second || len(fq.acked) != 8 {
@@ -534,11 +535,7 @@ func TestWorkerBatchWindow(t *testing.T) {
 		w := bus.NewWorker(fq, func(context.Context, event.Event) error { return nil },
 			bus.WorkerConfig{Concurrency: 4, BatchWindow: time.Minute})
 		start := time.Now()
-		runUntil(t, w, func() bool {
-			fq.mu.Lock()
-			defer fq.mu.Unlock()
-			return len(fq.acked) == 1
-		})
+		runUntil(t, w, acked(fq, 1))
 		if d := time.Since(start); d > 10*time.Second {
 			t.Errorf("handling one message and stopping took %v", d)
 		}

@@ -322,17 +322,31 @@ func TestFailedCompactionLosesNothing(t *testing.T) {
 	wantAfterReopen(t, path, kept)
 }
 
-// TestFirstFormatFileIsMigrated opens a bus file written in the first
-// format (a row per message) and checks its messages survive into the log.
-func TestFirstFormatFileIsMigrated(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
+// sqliteFile creates an SQLite database where a bus file would be, to
+// write an earlier format into.
+func sqliteFile(t *testing.T) (string, *sql.DB) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "bus.db")
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := appendEnvelope(nil, "s", "t", []byte(`{"specversion":"1.0","id":"old","source":"s","type":"t"}`), "old", time.Now(), "000000000000", "local")
+	return path, db
+}
+
+// storedBody is the envelope the bus stores for an event with id, routed
+// from source "s".
+func storedBody(id string) []byte {
+	return appendEnvelope(nil, "s", "t", []byte(`{"specversion":"1.0","id":"`+id+`","source":"s","type":"t"}`), id, time.Now(), "000000000000", "local")
+}
+
+// TestFirstFormatFileIsMigrated opens a bus file written in the first
+// format (a row per message) and checks its messages survive into the log.
+func TestFirstFormatFileIsMigrated(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path, db := sqliteFile(t)
+	body := storedBody("old")
 	for _, s := range []string{
 		`PRAGMA journal_mode=WAL`,
 		`CREATE TABLE messages (id INTEGER PRIMARY KEY, queue TEXT NOT NULL, body BLOB NOT NULL, sent_at INTEGER NOT NULL,
@@ -391,14 +405,8 @@ func wantJournalFormat(t *testing.T, path string) {
 func TestSecondFormatFileIsMigrated(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "bus.db")
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := func(id string) []byte {
-		return appendEnvelope(nil, "s", "t", []byte(`{"specversion":"1.0","id":"`+id+`","source":"s","type":"t"}`), id, time.Now(), "000000000000", "local")
-	}
+	path, db := sqliteFile(t)
+	body := storedBody
 	q := &queueState{name: "q"}
 	var w rowEncoder
 	w.put(&msg{id: 7, q: q, body: body("live"), receives: 2})
