@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -41,9 +42,16 @@ type appender struct {
 
 	mu   sync.Mutex
 	open *batch
+	last *batch // the batch opened last: the next one writes after it
 }
 
 type batch struct {
+	// prev is the batch opened before this one: this one writes only once
+	// prev's write is done, so that a session's history keeps the order in
+	// which its events came (a later batch's write would otherwise race an
+	// earlier one's, and a session's terminal event could be recorded
+	// before the events that led to it).
+	prev    *batch
 	sids    []string
 	entries []state.Entry
 	full    chan struct{} // closed when max entries are in
@@ -60,8 +68,8 @@ func (a *appender) append(ctx context.Context, sid string, e state.Entry) error 
 	b := a.open
 	lead := b == nil
 	if lead {
-		b = &batch{full: make(chan struct{}), done: make(chan struct{})}
-		a.open = b
+		b = &batch{full: make(chan struct{}), done: make(chan struct{}), prev: a.last}
+		a.open, a.last = b, b
 	}
 	i := len(b.entries)
 	b.sids = append(b.sids, sid)
@@ -94,14 +102,25 @@ func (a *appender) append(ctx context.Context, sid string, e state.Entry) error 
 		a.open = nil
 	}
 	a.mu.Unlock()
+	if b.prev != nil {
+		<-b.prev.done
+		b.prev = nil
+	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
 	b.errs = a.write(wctx, b)
 	close(b.done)
+	a.mu.Lock()
+	if a.last == b {
+		a.last = nil // written: a batch opened from now on need not wait
+	}
+	a.mu.Unlock()
 	return b.errs[i]
 }
 
-// write appends a batch, one write per session, the sessions concurrently
+// write appends a batch, one write per session, each session's entries in
+// the order of their events' times (the handlers of one batch call append in
+// no particular order), the sessions concurrently
 // (so a store that groups concurrent commits, like SQLite's, commits them
 // together), and returns each entry's error. A session's write that fails is
 // retried entry by entry, so that one bad entry fails alone.
@@ -118,6 +137,7 @@ func (a *appender) write(ctx context.Context, b *batch) []error {
 	var wg sync.WaitGroup
 	for _, sid := range order {
 		idx := bySession[sid]
+		slices.SortStableFunc(idx, func(i, j int) int { return b.entries[i].Time.Compare(b.entries[j].Time) })
 		wg.Go(func() {
 			es := make([]state.Entry, len(idx))
 			for k, i := range idx {

@@ -243,3 +243,70 @@ func TestBatchingWritesAgentRequestedAtOnce(t *testing.T) {
 		t.Fatalf("history = %q", got)
 	}
 }
+
+// slowFirstHistory holds the first append back until the test lets it go,
+// so that a second batch is ready to write while the first still writes.
+type slowFirstHistory struct {
+	*countingHistory
+	once    sync.Once
+	started chan struct{}
+	release chan struct{}
+}
+
+func (s *slowFirstHistory) AppendHistory(ctx context.Context, sid string, es ...state.Entry) (int, error) {
+	first := false
+	s.once.Do(func() { first = true })
+	if first {
+		close(s.started)
+		<-s.release
+	}
+	return s.countingHistory.AppendHistory(ctx, sid, es...)
+}
+
+// TestBatchingKeepsEventOrder: a session's history follows its events'
+// order although the handlers of a batch call in any order and a later
+// batch is ready before an earlier one has written.
+func TestBatchingKeepsEventOrder(t *testing.T) {
+	t.Parallel()
+	h := &slowFirstHistory{countingHistory: newHistory(t), started: make(chan struct{}), release: make(chan struct{})}
+	svc := memory.New(h, nil, nil, memory.WithBatching(time.Hour, 4))
+	at := time.Now()
+	var evs []event.Event
+	for i := range 8 {
+		ev := memEvent("s-1", fmt.Sprintf("e%d", i))
+		ev.SetTime(at.Add(time.Duration(i) * time.Millisecond))
+		evs = append(evs, ev)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	// Each batch's handlers call in reverse order of their events.
+	handle := func(batch []event.Event) {
+		for i := len(batch) - 1; i >= 0; i-- {
+			ev := batch[i]
+			wg.Go(func() {
+				if err := svc.Handle(ctx, ev); err != nil {
+					t.Error(err)
+				}
+			})
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	handle(evs[:4])
+	<-h.started // the first batch is writing, held back
+	handle(evs[4:])
+	time.Sleep(100 * time.Millisecond) // room for the second batch to overtake
+	close(h.release)
+	wg.Wait()
+	es, err := h.ReadHistory(ctx, "s-1", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range es {
+		got = append(got, e.ID)
+	}
+	if want := []string{"e0", "e1", "e2", "e3", "e4", "e5", "e6", "e7"}; !slices.Equal(got, want) {
+		t.Errorf("history = %q, want %q", got, want)
+	}
+}
