@@ -16,6 +16,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -731,6 +732,12 @@ func validateEntry(e state.Entry) error {
 // transaction: the per-session sequence counter moves from the value read
 // (conditional), and each entry's dedupe row must not exist. A transaction
 // lost to a concurrent appender is retried from a fresh read.
+//
+// Each call marks its dedupe rows with a random token: when a transaction
+// succeeded but its response was lost and the SDK's retry then failed its
+// conditions (DynamoDB answers a retry with the same ClientRequestToken as
+// a success; moto does not), the fresh read finds the rows this call wrote
+// and counts them as added, not as duplicates.
 func (st *Store) AppendHistory(ctx context.Context, sessionID string, entries ...state.Entry) (int, error) {
 	if err := state.ValidateSessionID(sessionID); err != nil {
 		return 0, err
@@ -763,9 +770,12 @@ func (st *Store) AppendHistory(ctx context.Context, sessionID string, entries ..
 		}
 	}
 	defer st.lockSession(sessionID)()
+	var tok [8]byte
+	binary.LittleEndian.PutUint64(tok[:], rand.Uint64())
+	writer := hex.EncodeToString(tok[:])
 	added := 0
 	for _, chunk := range chunkEntries(uniq, refs, st.txBudget) {
-		n, err := st.appendChunk(ctx, sessionID, chunk, refs)
+		n, err := st.appendChunk(ctx, sessionID, writer, chunk, refs)
 		added += n
 		if err != nil {
 			return added, fmt.Errorf("append history %q: %w", sessionID, err)
@@ -800,7 +810,7 @@ func chunkEntries(entries []state.Entry, refs map[string]string, budget int) [][
 	return chunks
 }
 
-func (st *Store) appendChunk(ctx context.Context, sessionID string, entries []state.Entry, refs map[string]string) (int, error) {
+func (st *Store) appendChunk(ctx context.Context, sessionID, writer string, entries []state.Entry, refs map[string]string) (int, error) {
 	pk := sessionPK(sessionID)
 	for attempt := range maxAttempts {
 		counter, err := st.get(ctx, pk, skHistSeq)
@@ -813,15 +823,19 @@ func (st *Store) appendChunk(ctx context.Context, sessionID string, entries []st
 			return 0, err
 		}
 		var items []types.TransactWriteItem
-		seq := last
+		seq, mine := last, 0
 		for _, e := range entries {
 			d := dedupeSK(e.Source, e.ID)
-			if existing[d] {
+			if w, ok := existing[d]; ok {
+				if w == writer {
+					mine++ // written by this call's transaction whose answer was lost
+				}
 				continue
 			}
 			seq++
 			dd := key(pk, d)
 			dd["seq"] = n(seq)
+			dd["w"] = s(writer)
 			items = append(items, types.TransactWriteItem{Put: &types.Put{TableName: &st.table, Item: dd,
 				ConditionExpression: aws.String("attribute_not_exists(pk)")}})
 			it := key(pk, histSK(seq))
@@ -842,7 +856,7 @@ func (st *Store) appendChunk(ctx context.Context, sessionID string, entries []st
 			items = append(items, types.TransactWriteItem{Put: &types.Put{TableName: &st.table, Item: it}})
 		}
 		if len(items) == 0 {
-			return 0, nil
+			return mine, nil
 		}
 		upd := &types.Update{
 			TableName: &st.table, Key: key(pk, skHistSeq),
@@ -859,7 +873,7 @@ func (st *Store) appendChunk(ctx context.Context, sessionID string, entries []st
 		items = append(items, types.TransactWriteItem{Update: upd})
 		_, err = st.api.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
 		if err == nil {
-			return int(seq - last), nil
+			return int(seq-last) + mine, nil
 		}
 		if !isCondFailed(err) && !isTxConflict(err) {
 			return 0, fmt.Errorf("dynamodb transact: %w", err)
@@ -871,20 +885,23 @@ func (st *Store) appendChunk(ctx context.Context, sessionID string, entries []st
 	return 0, fmt.Errorf("append lost to concurrent appenders %d times: %w", maxAttempts, state.ErrConflict)
 }
 
-func (st *Store) existingKeys(ctx context.Context, pk string, entries []state.Entry) (map[string]bool, error) {
+// existingKeys returns the entries' dedupe rows that exist, each with the
+// token of the call that wrote it ("" for rows written before tokens).
+func (st *Store) existingKeys(ctx context.Context, pk string, entries []state.Entry) (map[string]string, error) {
 	keys := make([]map[string]types.AttributeValue, len(entries))
 	for i, e := range entries {
 		keys[i] = key(pk, dedupeSK(e.Source, e.ID))
 	}
-	found := map[string]bool{}
-	req := map[string]types.KeysAndAttributes{st.table: {Keys: keys, ConsistentRead: aws.Bool(true), ProjectionExpression: aws.String("#sk"), ExpressionAttributeNames: map[string]string{"#sk": attrSK}}}
+	found := map[string]string{}
+	req := map[string]types.KeysAndAttributes{st.table: {Keys: keys, ConsistentRead: aws.Bool(true),
+		ProjectionExpression: aws.String("#sk, #w"), ExpressionAttributeNames: map[string]string{"#sk": attrSK, "#w": "w"}}}
 	for i := 0; len(req) > 0; i++ {
 		out, err := st.api.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
 		if err != nil {
 			return nil, fmt.Errorf("dynamodb batch get: %w", err)
 		}
 		for _, it := range out.Responses[st.table] {
-			found[getS(it, attrSK)] = true
+			found[getS(it, attrSK)] = getS(it, "w")
 		}
 		req = out.UnprocessedKeys
 		if len(req) > 0 {

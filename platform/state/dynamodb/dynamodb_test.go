@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -472,5 +473,48 @@ func TestKnownConflictsSendNoTransaction(t *testing.T) {
 	}
 	if n := tx.Load(); n != 0 {
 		t.Fatalf("%d transactions sent; want none", n)
+	}
+}
+
+// lostAnswerAPI sends every TransactWriteItems twice and answers with the
+// second outcome: what a client sees when the first succeeded, its answer
+// was lost, and the SDK retried (moto does not honour ClientRequestToken,
+// so the retry fails its conditions).
+type lostAnswerAPI struct{ ddb.API }
+
+func (a lostAnswerAPI) TransactWriteItems(ctx context.Context, in *awsddb.TransactWriteItemsInput, o ...func(*awsddb.Options)) (*awsddb.TransactWriteItemsOutput, error) {
+	if _, err := a.API.TransactWriteItems(ctx, in, o...); err != nil {
+		return nil, err
+	}
+	return a.API.TransactWriteItems(ctx, in, o...)
+}
+
+// TestHistoryAppendWhoseAnswerWasLost: entries a call wrote in a transaction
+// whose answer was lost count as added by that call, once each; a later call
+// with the same events still counts them as duplicates.
+func TestHistoryAppendWhoseAnswerWasLost(t *testing.T) {
+	t.Parallel()
+	client := motoClient(t)
+	s := newMotoStore(t, client, lostAnswerAPI{API: client}, nil)
+	ctx := t.Context()
+	e := func(id string) state.Entry {
+		return state.Entry{Source: "src", ID: id, Type: "t", Data: []byte(`{}`)}
+	}
+	if n, err := s.AppendHistory(ctx, "s-1", e("a"), e("b")); err != nil || n != 2 {
+		t.Fatalf("AppendHistory = %d, %v; want 2", n, err)
+	}
+	if n, err := s.AppendHistory(ctx, "s-1", e("b"), e("c")); err != nil || n != 1 {
+		t.Fatalf("AppendHistory(b again, c) = %d, %v; want 1", n, err)
+	}
+	es, err := s.ReadHistory(ctx, "s-1", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, x := range es {
+		got = append(got, fmt.Sprintf("%d:%s", x.Seq, x.ID))
+	}
+	if want := []string{"1:a", "2:b", "3:c"}; !slices.Equal(got, want) {
+		t.Errorf("history = %q, want %q", got, want)
 	}
 }
