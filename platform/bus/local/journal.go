@@ -2,6 +2,7 @@ package local
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -71,10 +72,9 @@ type journal struct {
 	lastSync  time.Time
 	syncing   atomic.Bool
 
-	// logBytes is what the file holds since its last compaction; snapBytes
-	// is what that compaction wrote.
-	logBytes, snapBytes int
-	compactMin          int // Options.CompactAt, default compactMin
+	// snapBytes is what the last compaction wrote (see logBytes).
+	snapBytes  int
+	compactMin int // Options.CompactAt, default compactMin
 	// retryAt: after a failed compaction, the log size to wait for before
 	// trying again (0: no failure pending).
 	retryAt int
@@ -142,7 +142,7 @@ func (j *journal) openFile() error {
 	n, err := io.ReadFull(f, head)
 	head = head[:n]
 	switch {
-	case n == 0 && (err == io.EOF):
+	case n == 0 && err == io.EOF:
 		if _, err := f.Write([]byte(journalMagic)); err != nil {
 			f.Close()
 			return err
@@ -156,11 +156,11 @@ func (j *journal) openFile() error {
 	case err != nil && err != io.ErrUnexpectedEOF:
 		f.Close()
 		return err
-	case len(head) >= len(sqliteMagic) && string(head[:len(sqliteMagic)]) == sqliteMagic:
+	case bytes.HasPrefix(head, []byte(sqliteMagic)):
 		f.Close()
 		j.legacy = true
 		return nil
-	case len(head) >= len(journalMagic) && string(head[:len(journalMagic)]) == journalMagic:
+	case bytes.HasPrefix(head, []byte(journalMagic)):
 		j.f = f
 		return nil
 	}
@@ -241,7 +241,6 @@ func (j *journal) write(ms []*msg, ds []*deadMsg) error {
 		}
 	}
 	j.size += int64(len(j.frame))
-	j.logBytes += len(j.frame)
 	if !j.syncEach {
 		j.sinceSync += len(j.frame)
 	}
@@ -274,6 +273,10 @@ func (j *journal) maybeSync(idle bool) {
 	}()
 }
 
+// logBytes is what the file holds in frames: written since the last
+// compaction, that compaction's snapshot included.
+func (j *journal) logBytes() int { return int(j.size) - len(journalMagic) }
+
 // needsCompaction reports whether the log should be rewritten: in an idle
 // moment once it is due, and regardless once it is four times past due
 // (a bus that is never idle).
@@ -281,14 +284,14 @@ func (j *journal) needsCompaction(idle bool) bool {
 	if j.legacy {
 		return true
 	}
-	if j.broken != nil || (j.retryAt > 0 && j.logBytes < j.retryAt) {
+	if j.broken != nil || (j.retryAt > 0 && j.logBytes() < j.retryAt) {
 		return false
 	}
 	due := max(j.compactMin, 2*j.snapBytes)
 	if !idle {
 		due *= 4
 	}
-	return j.logBytes >= due
+	return j.logBytes() >= due
 }
 
 // compact writes the live messages (live calls its argument for each) and
@@ -306,7 +309,7 @@ func (j *journal) compact(live func(func(*msg)), dead func(func(*deadMsg))) (err
 			os.Remove(tmp)
 			// Try again once another quarter of the threshold is written,
 			// not after every commit.
-			j.retryAt = j.logBytes + j.compactMin/4
+			j.retryAt = j.logBytes() + j.compactMin/4
 		}
 	}()
 	written, err := j.writeSnapshot(tmp, live, dead)
@@ -340,7 +343,7 @@ func (j *journal) compact(live func(func(*msg)), dead func(func(*deadMsg))) (err
 	}
 	j.size = int64(len(journalMagic) + written)
 	j.retryAt, j.sinceSync = 0, 0
-	j.logBytes, j.snapBytes = written, written
+	j.snapBytes = written
 	return nil
 }
 
@@ -494,7 +497,6 @@ func (j *journal) replayFile(st *replayed) error {
 		}
 	}
 	j.size = off
-	j.logBytes = int(off) - len(journalMagic)
 	return nil
 }
 

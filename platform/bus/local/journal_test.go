@@ -207,7 +207,7 @@ func busFile(t *testing.T, path string) *Bus {
 func logSize(t *testing.T, b *Bus) int {
 	t.Helper()
 	var n int
-	onEngine(t, b, func(e *engine) { n = int(e.j.size) - len(journalMagic) })
+	onEngine(t, b, func(e *engine) { n = e.j.logBytes() })
 	return n
 }
 
@@ -304,7 +304,7 @@ func TestFailedCompactionLosesNothing(t *testing.T) {
 	onEngine(t, b, func(e *engine) { e.j.compactMin = 64 << 10 })
 	kept := churn(t, b, 0, 200)
 	var retryAt, logBytes int
-	onEngine(t, b, func(e *engine) { retryAt, logBytes = e.j.retryAt, e.j.logBytes })
+	onEngine(t, b, func(e *engine) { retryAt, logBytes = e.j.retryAt, e.j.logBytes() })
 	if retryAt <= logBytes-16<<10 || b.EngineStats().Compactions != 0 {
 		t.Fatalf("after failed compactions: retry at %d bytes with %d in the log, %d compactions; want a retry point ahead and none done",
 			retryAt, logBytes, b.EngineStats().Compactions)
