@@ -16,7 +16,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -770,9 +769,7 @@ func (st *Store) AppendHistory(ctx context.Context, sessionID string, entries ..
 		}
 	}
 	defer st.lockSession(sessionID)()
-	var tok [8]byte
-	binary.LittleEndian.PutUint64(tok[:], rand.Uint64())
-	writer := hex.EncodeToString(tok[:])
+	writer := strconv.FormatUint(rand.Uint64(), 16)
 	added := 0
 	for _, chunk := range chunkEntries(uniq, refs, st.txBudget) {
 		n, err := st.appendChunk(ctx, sessionID, writer, chunk, refs)
